@@ -1,0 +1,74 @@
+"""Shared defaults for every vidjax experiment (REFERENCE.md section 10 recipe).
+
+Experiment configs start from ``get_config()`` here and override what their thesis table says.
+Any field can be overridden on the command line: ``--config.optim.lr=0.02``.
+"""
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.dtype = "float32"  # compute dtype; parameters, BN statistics and the loss stay float32
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "tsm_resnet"
+  c.model.num_classes = 400
+  c.model.depth = 50
+  c.model.width = 1.0
+  c.model.shift = True
+  c.model.dropout = 0.5
+
+  c.data = ml_collections.ConfigDict()
+  c.data.dataset = "synthetic"  # synthetic | rawframes | videos (+ the TFDS datasets of input_pipeline)
+  c.data.root = ""  # data directory (real datasets)
+  c.data.train_list = ""  # list/annotation file of the training split
+  c.data.val_list = ""
+  c.data.num_segments = 8  # TSN segments S
+  c.data.frames_per_segment = 1  # L consecutive frames per segment (3 for MBPM / BQN)
+  c.data.sampling = "segment"  # segment (TSN uniform) | dense
+  c.data.dense_stride = 1
+  c.data.crop_size = 224
+  c.data.scale_size = 256  # short side before the centre crop at validation
+  c.data.multi_scale = (1.0, 0.875, 0.75, 0.66)
+  c.data.max_distort = 1
+  c.data.flip = True  # False for Something-Something (left/right labels)
+  c.data.mean = (0.485, 0.456, 0.406)
+  c.data.std = (0.229, 0.224, 0.225)
+  c.data.num_workers = 2
+  c.data.prefetch = 2
+  c.data.test_crops = 1  # 1 (centre) or 3 (left/centre/right full-height)
+  c.data.test_clips = 1  # temporal clips per video at evaluation
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 0.01  # base lr for the global batch below
+  c.optim.batch_size = 64  # global batch (clips)
+  c.optim.epochs = 50
+  c.optim.warmup_epochs = 0.0  # linear warm-up from lr/10 (REFERENCE.md section 10)
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 1e-4
+  c.optim.grad_clip = 20.0  # global grad-norm clip (--gd 20); <= 0 disables
+  c.optim.label_smoothing = 0.0
+  # Parameter groups (REFERENCE.md section 10, TSN column): first match wins.
+  # Each rule: "name: regex on the '/'-joined param path | kinds (kernel,bias,bn or *) | lr_mult | wd_mult".
+  c.optim.param_groups = (
+      "fc_weight: (^|/)fc/kernel$ | kernel | 5 | 1",
+      "fc_bias: (^|/)fc/bias$ | bias | 10 | 0",
+      "bn: .* | bn | 1 | 0",
+      "bias: .* | bias | 2 | 0",
+      "weight: .* | * | 1 | 1",
+  )
+  c.optim.steps_per_epoch = -1  # -1: from the dataset size and batch
+
+  c.train = ml_collections.ConfigDict()
+  c.train.total_steps = -1  # -1: epochs x steps_per_epoch
+  c.train.log_every = 20
+  c.train.checkpoint_every = 500
+  c.train.keep_checkpoints = 3
+  c.train.eval_every = -1  # steps; -1: only at the end
+  c.train.eval_at_end = True
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # devices on the 'data' axis; -1: all
+
+  return c

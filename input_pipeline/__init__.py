@@ -1,0 +1,1 @@
+"""Data sources, sampling, augmentation and loading for vidjax (uint8 NTHWC clips)."""

@@ -1,0 +1,1 @@
+"""Model constructors by name: ``vidjax.models.registry.build(config.model)``."""

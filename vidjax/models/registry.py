@@ -1,0 +1,55 @@
+"""Name -> model constructor. Every thesis ablation is a config field, never a code fork.
+
+A constructor takes the ``config.model`` ConfigDict (plus the global ``dtype``) and returns a
+``flax.linen.Module`` called as ``model.apply(variables, video, train=...)`` on a normalised float clip
+``(N, F, H, W, 3)`` (F = segments x frames per segment) and returning ``(N, num_classes)`` logits.
+Modules may ``sow`` extra losses into the ``'losses'`` collection (e.g. TSP's ``l_proj``).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+# Modules that register models when imported (kept lazy so that importing vidjax stays cheap).
+_MODEL_MODULES = (
+    "vidjax.models.tsm",
+    "vidjax.models.bqn",
+    "vidjax.models.attention_net",
+    "vidjax.models.tesnet",
+    "vidjax.models.dan",
+)
+
+
+def register(name: str):
+  def wrap(fn):
+    if name in _REGISTRY:
+      raise ValueError(f"model {name!r} registered twice")
+    _REGISTRY[name] = fn
+    return fn
+  return wrap
+
+
+def _load_all():
+  for mod in _MODEL_MODULES:
+    try:
+      importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+      if e.name != mod:  # a real import error inside an existing module
+        raise
+
+
+def names() -> list[str]:
+  _load_all()
+  return sorted(_REGISTRY)
+
+
+def build(model_config, dtype=jnp.float32) -> nn.Module:
+  _load_all()
+  name = model_config.name
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown model {name!r}; config.model.name must be one of {sorted(_REGISTRY)}")
+  return _REGISTRY[name](model_config, dtype=dtype)

@@ -16,6 +16,7 @@ def get_config():
   c.model.num_classes = 400
   c.model.depth = 50
   c.model.width = 1.0
+  c.model.stage_sizes = ()  # () = the standard blocks of `depth`; e.g. (1, 1, 1, 1) for quick tests
   c.model.shift = True
   c.model.dropout = 0.5
 

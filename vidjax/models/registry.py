@@ -17,6 +17,8 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 # Modules that register models when imported (kept lazy so that importing vidjax stays cheap).
 _MODEL_MODULES = (
     "vidjax.models.tsm",
+    "vidjax.models.x3d",
+    "vidjax.models.mobilenet",
     "vidjax.models.bqn",
     "vidjax.models.attention_net",
     "vidjax.models.tesnet",

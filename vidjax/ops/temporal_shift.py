@@ -19,6 +19,7 @@ def temporal_shift(x: jnp.ndarray, num_frames: int, fold_div: int = 8) -> jnp.nd
   Returns:
     Array of the same shape as ``x``.
   """
+  x = jnp.asarray(x)
   nt, h, w, c = x.shape
   if nt % num_frames:
     raise ValueError(f"temporal_shift: batch {nt} is not a multiple of num_frames={num_frames}")

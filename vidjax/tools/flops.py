@@ -104,6 +104,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from vidjax.config_utils import check_overrides
+  check_overrides(sys.argv)
   config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
   flags.DEFINE_bool("json", False, "Print one JSON line instead of a table.")
   flags.mark_flags_as_required(["config"])

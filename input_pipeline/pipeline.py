@@ -1,0 +1,181 @@
+"""From a config to batches: sources, sampling, augmentation, per-host sharding, prefetch.
+
+Training data is a ``grain.MapDataset``: shuffled by the seed (a new permutation every epoch), each
+clip sampled and augmented by a generator seeded from ``(seed, global clip position)``, batched, and
+indexed by **step**. A resumed run therefore sees exactly the batches an uninterrupted one would,
+without checkpointing any iterator state: ``train_batches(config, start_step=k)`` starts at batch k.
+With several processes each one reads its own contiguous part of every global batch.
+
+Batches are dicts of host numpy arrays: ``video`` uint8 ``(B, F, H, W, 3)``, ``label`` int32 ``(B,)``;
+evaluation batches add a view axis: ``video`` ``(B, V, F, H, W, 3)``, plus ``index`` and ``mask``
+(0 for padding of the last batch). Normalisation to float happens on the device.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Iterator
+
+import grain
+import jax
+import numpy as np
+
+from input_pipeline import sampling, transforms
+from input_pipeline.sources.base import BadVideoError
+
+_log = logging.getLogger(__name__)
+
+
+class BadVideoLog:
+  """Counts unusable videos; each file is logged once."""
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self.seen: dict[str, str] = {}
+
+  def report(self, err: BadVideoError) -> None:
+    with self._lock:
+      if err.path not in self.seen:
+        self.seen[err.path] = str(err)
+        _log.warning("skipping unusable video: %s", err)
+
+  @property
+  def count(self) -> int:
+    return len(self.seen)
+
+
+BAD_VIDEOS = BadVideoLog()
+
+
+def build_source(config, split: str):
+  """The ClipSource of ``split`` ('train' or 'val') named by ``config.data.dataset``."""
+  d = config.data
+  if d.dataset == "synthetic":
+    from input_pipeline.sources.synthetic import SyntheticMotion
+    s = d.synthetic
+    return SyntheticMotion(num_videos=s.num_train if split == "train" else s.num_val,
+                           num_frames=s.num_frames, height=s.height, width=s.width,
+                           num_classes=s.num_classes, split=split, seed=s.seed, noise=s.noise,
+                           jitter=s.jitter)
+  list_file = d.train_list if split == "train" else d.val_list
+  if d.dataset == "rawframes":
+    from input_pipeline.sources.rawframes import RawFrames
+    return RawFrames(d.root, list_file, template=d.get("frame_template", "img_{:05d}.jpg"))
+  if d.dataset == "videos":
+    from input_pipeline.sources.videos import VideoFiles
+    return VideoFiles(d.root, list_file)
+  try:
+    from input_pipeline import datasets  # real benchmarks (Kinetics-400, SS V1, UCF101, ...)
+  except ImportError:
+    datasets = None
+  if datasets is not None and hasattr(datasets, "build_source"):
+    return datasets.build_source(config, split)
+  raise FileNotFoundError(
+      f"config.data.dataset={d.dataset!r}: no reader for this dataset is available yet. Looked in "
+      f"config.data.root={d.root!r}. Use dataset='rawframes' (root + 'path num_frames label' list) or "
+      f"'videos' (root + 'path label' list) for data you have, or 'synthetic'.")
+
+
+def _read_clip(source, index: int, index_fn, bad: BadVideoLog):
+  """Loads ``index``; an unusable video is logged once and replaced by the next usable one."""
+  n = len(source)
+  for k in range(min(n, 16)):
+    i = (index + k) % n
+    try:
+      return source.load_clip(i, index_fn), source.label(i)
+    except BadVideoError as e:
+      bad.report(e)
+  raise RuntimeError(f"16 consecutive unusable videos from index {index}; see the warnings above")
+
+
+def train_example(source, config, index: int, rng: np.random.Generator, bad: BadVideoLog = BAD_VIDEOS):
+  d = config.data
+  index_fn = lambda f: sampling.clip_indices(f, d.num_segments, d.frames_per_segment, d.sampling, rng)
+  frames, label = _read_clip(source, index, index_fn, bad)
+  video = transforms.train_augment(frames, d.crop_size, rng, tuple(d.multi_scale), d.max_distort, d.flip)
+  return {"video": video, "label": np.int32(label)}
+
+
+def eval_example(source, config, index: int, bad: BadVideoLog = BAD_VIDEOS):
+  """All test views of one video: ``(crops * clips, F, crop, crop, 3)``."""
+  d = config.data
+  index_fn = lambda f: sampling.test_clip_indices(f, d.num_segments, d.frames_per_segment, d.sampling,
+                                                  d.test_clips)
+  try:
+    frames, label = source.load_clip(index, index_fn), source.label(index)
+  except BadVideoError as e:
+    bad.report(e)  # counted; the video is left out of the metrics
+    return empty_eval_example(config, index)
+  clips, fpc = frames.shape[0], frames.shape[1]
+  views = transforms.val_views(frames.reshape((-1,) + frames.shape[2:]), d.crop_size, d.scale_size,
+                               d.test_crops)  # (crops, clips * F, h, w, 3)
+  views = views.reshape((views.shape[0], clips, fpc) + views.shape[2:]).reshape((-1, fpc) + views.shape[2:])
+  return {"video": views, "label": np.int32(label), "index": np.int32(index), "mask": np.int32(1)}
+
+
+def empty_eval_example(config, index: int = -1):
+  """A masked-out placeholder (padding, or a video that could not be read)."""
+  d = config.data
+  shape = (d.test_crops * d.test_clips, d.num_segments * d.frames_per_segment, d.crop_size, d.crop_size, 3)
+  return {"video": np.zeros(shape, np.uint8), "label": np.int32(-1), "index": np.int32(index),
+          "mask": np.int32(0)}
+
+
+def host_batch_size(global_batch: int) -> int:
+  if global_batch % jax.process_count():
+    raise ValueError(f"batch_size {global_batch} is not divisible by the {jax.process_count()} processes")
+  return global_batch // jax.process_count()
+
+
+def steps_per_epoch(config, source) -> int:
+  if config.optim.get("steps_per_epoch", -1) > 0:
+    return int(config.optim.steps_per_epoch)
+  spe = len(source) // config.optim.batch_size
+  if spe < 1:
+    raise ValueError(f"the training split has {len(source)} videos, fewer than one batch of "
+                     f"{config.optim.batch_size}: lower --config.optim.batch_size")
+  return spe
+
+
+def train_dataset(config, source, num_steps: int) -> grain.MapDataset:
+  """``ds[step]`` is this host's part of the global batch of ``step``.
+
+  Global clip position ``g = step * B + j`` reads video ``order[g]`` of the seeded per-epoch
+  permutation and augments it with ``default_rng([seed, g])``; process p takes ``j`` in
+  ``[p * B / P, (p + 1) * B / P)``, so no host reads another host's clips.
+  """
+  b = config.optim.batch_size
+  hb = host_batch_size(b)
+  p = jax.process_index()
+  epochs = -(-num_steps * b // len(source)) + 1
+  order = grain.MapDataset.range(len(source)).shuffle(seed=config.seed).repeat(epochs)
+
+  def load(q):
+    g = (q // hb) * b + p * hb + q % hb
+    rng = np.random.default_rng([config.seed, 1, g])
+    return train_example(source, config, int(order[g]), rng)
+
+  return grain.MapDataset.range(num_steps * hb).map(load).batch(hb, drop_remainder=True)
+
+
+def train_batches(config, source, start_step: int, num_steps: int) -> Iterator[dict]:
+  """Batches of steps ``start_step .. num_steps - 1`` with background reading threads."""
+  ds = train_dataset(config, source, num_steps)[start_step:num_steps]
+  opts = grain.ReadOptions(num_threads=max(1, config.data.num_workers),
+                           prefetch_buffer_size=max(1, config.data.prefetch))
+  return iter(ds.to_iter_dataset(opts))
+
+
+def eval_batches(config, source, batch_size: int) -> Iterator[dict]:
+  """This host's evaluation batches (videos of all hosts padded to equal batch counts; mask 0 = pad)."""
+  n, pc, p = len(source), jax.process_count(), jax.process_index()
+  hb = host_batch_size(batch_size)
+  per_host = -(-n // pc)
+  num_batches = -(-per_host // hb)
+  mine = list(range(p * per_host, min(n, (p + 1) * per_host)))
+  ds = grain.MapDataset.source(mine + [-1] * (num_batches * hb - len(mine)))
+
+  ds = ds.map(lambda i: empty_eval_example(config) if i < 0 else eval_example(source, config, int(i)))
+  ds = ds.batch(hb, drop_remainder=True)
+  opts = grain.ReadOptions(num_threads=max(1, config.data.num_workers), prefetch_buffer_size=2)
+  return iter(ds.to_iter_dataset(opts))

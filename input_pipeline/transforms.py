@@ -1,0 +1,96 @@
+"""Clip augmentation on uint8 ``(F, H, W, 3)`` arrays, the same for every frame of a clip.
+
+Mirrors the reference's TSN transforms (REFERENCE.md section 10):
+
+* ``multi_scale_crop_box``: ``GroupMultiScaleCrop`` — crop side ``int(short * s)`` for s in
+  ``scales`` (snapped to the output size when within 3 px), width/height scale indices differing by at
+  most ``max_distort``, offset drawn from the 13 fixed positions (corners, centre, edge centres, quarter
+  points) on a grid of ``(W - w) // 4``.
+* ``resize``: PIL bilinear, as the reference resizes the crop to ``crop_size``.
+* ``three_crop_boxes``: ``GroupFullResSample`` — left, right, centre crops of the rescaled frame.
+Mean/std normalisation happens on the device inside the jitted step, not here.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+
+def fixed_offsets(image_w: int, image_h: int, crop_w: int, crop_h: int) -> list[tuple[int, int]]:
+  """The 13 ``(x, y)`` offsets of ``fix_crop + more_fix_crop``."""
+  ws, hs = (image_w - crop_w) // 4, (image_h - crop_h) // 4
+  grid = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4, 2), (2, 4), (2, 0),
+          (1, 1), (3, 1), (1, 3), (3, 3)]
+  return [(i * ws, j * hs) for i, j in grid]
+
+
+def multi_scale_crop_box(image_w: int, image_h: int, crop_size: int, rng: np.random.Generator,
+                         scales: Sequence[float] = (1, .875, .75, .66), max_distort: int = 1):
+  """Random ``(x, y, w, h)`` crop box of the reference's multi-scale crop."""
+  base = min(image_w, image_h)
+  sizes = [int(base * s) for s in scales]
+  sizes = [crop_size if abs(s - crop_size) < 3 else s for s in sizes]
+  pairs = [(w, h) for i, h in enumerate(sizes) for j, w in enumerate(sizes) if abs(i - j) <= max_distort]
+  w, h = pairs[int(rng.integers(len(pairs)))]
+  offsets = fixed_offsets(image_w, image_h, w, h)
+  x, y = offsets[int(rng.integers(len(offsets)))]
+  return x, y, w, h
+
+
+def resize(frames: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+  """PIL bilinear resize of every frame."""
+  if frames.shape[1] == out_h and frames.shape[2] == out_w:
+    return frames
+  return np.stack([np.asarray(Image.fromarray(f).resize((out_w, out_h), Image.BILINEAR)) for f in frames])
+
+
+def resize_short_side(frames: np.ndarray, short: int) -> np.ndarray:
+  h, w = frames.shape[1:3]
+  if min(h, w) == short:
+    return frames
+  if h <= w:
+    return resize(frames, int(round(w * short / h)), short)
+  return resize(frames, short, int(round(h * short / w)))
+
+
+def crop(frames: np.ndarray, x: int, y: int, w: int, h: int) -> np.ndarray:
+  return frames[:, y:y + h, x:x + w]
+
+
+def centre_crop_box(image_w: int, image_h: int, size: int):
+  return (image_w - size) // 2, (image_h - size) // 2, size, size
+
+
+def three_crop_boxes(image_w: int, image_h: int, size: int):
+  """Left, right and centre crops (``GroupFullResSample``)."""
+  ws, hs = (image_w - size) // 4, (image_h - size) // 4
+  return [(0, 2 * hs, size, size), (4 * ws, 2 * hs, size, size), (2 * ws, 2 * hs, size, size)]
+
+
+def train_augment(frames: np.ndarray, crop_size: int, rng: np.random.Generator,
+                  scales=(1, .875, .75, .66), max_distort: int = 1, flip: bool = True) -> np.ndarray:
+  """Multi-scale crop -> resize to ``crop_size`` -> random horizontal flip (one draw per clip)."""
+  h, w = frames.shape[1:3]
+  x, y, cw, ch = multi_scale_crop_box(w, h, crop_size, rng, scales, max_distort)
+  out = resize(crop(frames, x, y, cw, ch), crop_size, crop_size)
+  if flip and rng.random() < 0.5:
+    out = out[:, :, ::-1]
+  return np.ascontiguousarray(out)
+
+
+def val_views(frames: np.ndarray, crop_size: int, scale_size: int, num_crops: int = 1) -> np.ndarray:
+  """Resize the short side to ``scale_size`` and take 1 (centre) or 3 (left/right/centre) crops.
+
+  Returns ``(num_crops, F, crop, crop, 3)``.
+  """
+  frames = resize_short_side(frames, scale_size)
+  h, w = frames.shape[1:3]
+  if num_crops == 1:
+    boxes = [centre_crop_box(w, h, crop_size)]
+  elif num_crops == 3:
+    boxes = three_crop_boxes(w, h, crop_size)
+  else:
+    raise ValueError(f"test_crops must be 1 or 3, got {num_crops}")
+  return np.stack([crop(frames, *b) for b in boxes])

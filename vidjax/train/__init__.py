@@ -1,0 +1,1 @@
+"""Training: state, optimiser, jitted steps, checkpoints and the loop."""

@@ -9,3 +9,4 @@ import jax
 jax.config.update("jax_compilation_cache_dir",
                   os.environ.get("VIDJAX_TEST_JAX_CACHE", os.path.join(tempfile.gettempdir(), "vidjax-jax-cache")))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_threefry_partitionable", False)  # as configs/default.py: fast compiles on a CPU

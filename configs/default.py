@@ -9,6 +9,9 @@ import ml_collections
 def get_config():
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # jax's partitionable threefry compiles ~6 s per random call site on a CPU (one per parameter at
+  # init); the classic one compiles in ~1 s and gives sharding-independent values as well.
+  c.jax_threefry_partitionable = False
   c.dtype = "float32"  # compute dtype; parameters, BN statistics and the loss stay float32
 
   c.model = ml_collections.ConfigDict()
@@ -21,10 +24,22 @@ def get_config():
   c.model.dropout = 0.5
 
   c.data = ml_collections.ConfigDict()
-  c.data.dataset = "synthetic"  # synthetic | rawframes | videos (+ the TFDS datasets of input_pipeline)
+  # synthetic | rawframes | videos | kinetics400 | minikinetics | sthv1 | ucf101 | hmdb51 | tfds
+  c.data.dataset = "synthetic"
   c.data.root = ""  # data directory (real datasets)
   c.data.train_list = ""  # list/annotation file of the training split
   c.data.val_list = ""
+  # Named benchmarks (input_pipeline/datasets.py): folder of the official annotation files
+  # ("" = root/annotations, root, root/..); UCF101/HMDB51 official split 1-3.
+  c.data.annotations = ""
+  c.data.split_id = 1
+  # A dataset written by `python -m input_pipeline.prepare` (TFDS ArrayRecord); read instead of root.
+  c.data.prepared = ""
+  # Frame file names in frame folders; "" = detect (img_00001.jpg, 00001.jpg, frame000001.jpg, ...).
+  c.data.frame_template = ""
+  # > 0: raw frames/videos are rescaled to this short side when read, as prepare.py stores them
+  # (the reference extracts frames at short side 256, 331 for its Kinetics runs); 0 = as stored.
+  c.data.short_side = 0
   c.data.num_segments = 8  # TSN segments S
   c.data.frames_per_segment = 1  # L consecutive frames per segment (3 for MBPM / BQN)
   c.data.sampling = "segment"  # segment (TSN uniform) | dense

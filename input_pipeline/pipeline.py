@@ -13,7 +13,6 @@ evaluation batches add a view axis: ``video`` ``(B, V, F, H, W, 3)``, plus ``ind
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Iterator
 
 import grain
@@ -21,30 +20,14 @@ import jax
 import numpy as np
 
 from input_pipeline import sampling, transforms
-from input_pipeline.sources.base import BadVideoError
+from input_pipeline.sources.base import BAD_VIDEOS, BadVideoError, BadVideoLog
 
 _log = logging.getLogger(__name__)
 
 
-class BadVideoLog:
-  """Counts unusable videos; each file is logged once."""
-
-  def __init__(self):
-    self._lock = threading.Lock()
-    self.seen: dict[str, str] = {}
-
-  def report(self, err: BadVideoError) -> None:
-    with self._lock:
-      if err.path not in self.seen:
-        self.seen[err.path] = str(err)
-        _log.warning("skipping unusable video: %s", err)
-
-  @property
-  def count(self) -> int:
-    return len(self.seen)
-
-
-BAD_VIDEOS = BadVideoLog()
+# The bad-input log (sources/base.py) is re-exported here: the training loop and evaluation report
+# ``pipeline.BAD_VIDEOS.count`` / ``.counts()`` in their summaries.
+__all__ = ["BadVideoError", "BadVideoLog", "BAD_VIDEOS"]
 
 
 def build_source(config, split: str):
@@ -57,32 +40,51 @@ def build_source(config, split: str):
                            num_frames=s.num_frames, height=s.height, width=s.width,
                            num_classes=s.num_classes, split=split, seed=s.seed, noise=s.noise,
                            jitter=s.jitter)
+  if d.get("prepared", "") or d.dataset not in ("rawframes", "videos"):
+    from input_pipeline import datasets  # benchmarks (Kinetics-400, SS V1, UCF101, ...) and prepared TFDS
+    return datasets.build_source(config, split)
   list_file = d.train_list if split == "train" else d.val_list
+  num_classes = config.get("model", {}).get("num_classes", None)
+  short = int(d.get("short_side", 0) or 0)
   if d.dataset == "rawframes":
     from input_pipeline.sources.rawframes import RawFrames
-    return RawFrames(d.root, list_file, template=d.get("frame_template", "img_{:05d}.jpg"))
-  if d.dataset == "videos":
-    from input_pipeline.sources.videos import VideoFiles
-    return VideoFiles(d.root, list_file)
-  try:
-    from input_pipeline import datasets  # real benchmarks (Kinetics-400, SS V1, UCF101, ...)
-  except ImportError:
-    datasets = None
-  if datasets is not None and hasattr(datasets, "build_source"):
-    return datasets.build_source(config, split)
-  raise FileNotFoundError(
-      f"config.data.dataset={d.dataset!r}: no reader for this dataset is available yet. Looked in "
-      f"config.data.root={d.root!r}. Use dataset='rawframes' (root + 'path num_frames label' list) or "
-      f"'videos' (root + 'path label' list) for data you have, or 'synthetic'.")
+    return RawFrames(d.root, list_file, template=d.get("frame_template", "") or None,
+                     num_classes=num_classes, short_side=short)
+  from input_pipeline.sources.videos import VideoFiles
+  return VideoFiles(d.root, list_file, num_classes=num_classes, short_side=short)
 
 
-def _read_clip(source, index: int, index_fn, bad: BadVideoLog):
+def _note_short(source, index: int, num_frames: int, config, bad: BadVideoLog) -> None:
+  d = config.data
+  need = sampling.frames_needed(d.num_segments, d.frames_per_segment, d.sampling)
+  if num_frames < need:
+    vid = source.video_id(index)
+    bad.note(vid, f"{vid}: {num_frames} frames, a {d.sampling} clip of {d.num_segments} x "
+             f"{d.frames_per_segment} needs {need}: frames repeat", "short")
+
+
+def _load(source, index: int, index_fn, config, bad: BadVideoLog):
+  seen = []
+
+  def fn(n):
+    seen.append(n)
+    return index_fn(n)
+
+  frames = source.load_clip(index, fn)
+  if seen:
+    _note_short(source, index, seen[0], config, bad)
+  return frames
+
+
+def _read_clip(source, index: int, index_fn, bad: BadVideoLog, config=None):
   """Loads ``index``; an unusable video is logged once and replaced by the next usable one."""
   n = len(source)
   for k in range(min(n, 16)):
     i = (index + k) % n
     try:
-      return source.load_clip(i, index_fn), source.label(i)
+      if config is None:
+        return source.load_clip(i, index_fn), source.label(i)
+      return _load(source, i, index_fn, config, bad), source.label(i)
     except BadVideoError as e:
       bad.report(e)
   raise RuntimeError(f"16 consecutive unusable videos from index {index}; see the warnings above")
@@ -91,7 +93,7 @@ def _read_clip(source, index: int, index_fn, bad: BadVideoLog):
 def train_example(source, config, index: int, rng: np.random.Generator, bad: BadVideoLog = BAD_VIDEOS):
   d = config.data
   index_fn = lambda f: sampling.clip_indices(f, d.num_segments, d.frames_per_segment, d.sampling, rng)
-  frames, label = _read_clip(source, index, index_fn, bad)
+  frames, label = _read_clip(source, index, index_fn, bad, config)
   video = transforms.train_augment(frames, d.crop_size, rng, tuple(d.multi_scale), d.max_distort, d.flip)
   return {"video": video, "label": np.int32(label)}
 
@@ -102,7 +104,7 @@ def eval_example(source, config, index: int, bad: BadVideoLog = BAD_VIDEOS):
   index_fn = lambda f: sampling.test_clip_indices(f, d.num_segments, d.frames_per_segment, d.sampling,
                                                   d.test_clips)
   try:
-    frames, label = source.load_clip(index, index_fn), source.label(index)
+    frames, label = _load(source, index, index_fn, config, bad), source.label(index)
   except BadVideoError as e:
     bad.report(e)  # counted; the video is left out of the metrics
     return empty_eval_example(config, index)

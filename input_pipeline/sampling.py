@@ -102,3 +102,15 @@ def test_clip_indices(num_frames: int, num_segments: int, length: int, mode: str
     starts = np.linspace(0, sample_pos - 1, num=num_clips, dtype=int)
     return np.stack([dense_indices(num_frames, num_segments, length, int(s)) for s in starts])
   raise ValueError(f"unknown sampling mode {mode!r}: use 'segment' or 'dense'")
+
+
+def frames_needed(num_segments: int, length: int, mode: str) -> int:
+  """The fewest frames a video needs for a clip without repeated frames.
+
+  segment: ``S + L - 1`` (S distinct starts of L consecutive frames; below it the reference clamps the
+  starts and pads with the last frame); dense: the span, ``S * L`` or the 64-frame window of ``L == 1``
+  (below it the reference wraps around). Shorter videos are still used, and counted as ``short``.
+  """
+  if mode == "dense":
+    return dense_span(num_segments, length)
+  return num_segments + length - 1

@@ -3,7 +3,6 @@
 Eq. 3.1-3.5 (TSP), Eq. 3.7-3.13 (PWTP), Table 3.13 / 3.12 parameter and MAC counts, and the Table 3.12
 baselines (Dynamic Image: Bilen et al. approximate rank pooling; RGB difference).
 """
-import math
 
 import jax
 import jax.numpy as jnp

@@ -1,8 +1,11 @@
 """Multi-view evaluation: logits averaged over crops x clips per video; top-1/5, mean class accuracy.
 
 ``python -m vidjax.evaluate --config=configs/X.py --workdir=DIR`` restores the latest checkpoint and
-writes ``DIR/results.json`` (``step, top1, top5, mean_class_accuracy, num_videos, views``) and the
-per-video scores ``DIR/val_scores.npz`` (``ids, labels, logits``).
+writes ``DIR/results.json`` (``step, top1, top5, mean_class_accuracy, num_videos, views``, and the
+bad-input counts ``bad_videos, bad_video_counts, unreadable_videos, videos_listed``) and the per-video
+scores ``DIR/val_scores.npz`` (``ids, labels, logits, class_names``). Logits are averaged over the
+``test_crops x test_clips`` views of each video inside the eval step (per video, not per device);
+videos that cannot be read are left out of the metrics and counted.
 """
 from __future__ import annotations
 
@@ -61,12 +64,18 @@ def evaluate(config, workdir: str, variables=None, step=None, mesh=None, source=
       store.append(multihost_utils.process_allgather(v, tiled=True) if jax.process_count() > 1 else v)
   logits = np.concatenate(all_logits)
   keep = np.concatenate(all_mask).astype(bool)
+  unreadable = int(np.sum(~keep & (np.concatenate(all_index) >= 0)))  # listed videos that could not be read
   labels, index = np.concatenate(all_labels)[keep], np.concatenate(all_index)[keep]
   logits = logits[keep]
   results = {"step": int(step) if step is not None else None}
   results.update(metrics_from_logits(logits, labels, config.model.num_classes))
   results["views"] = int(views)
   results["bad_videos"] = pipeline.BAD_VIDEOS.count
+  # problem files of this process by kind (skipped / padded / short / unknown_label / missing, see
+  # input_pipeline/sources/base.py); the evaluated videos are num_videos of the split's len(source).
+  results["bad_video_counts"] = pipeline.BAD_VIDEOS.counts()
+  results["unreadable_videos"] = unreadable
+  results["videos_listed"] = int(len(source))
   _log.info("evaluation at step %s: top1 %.4f top5 %.4f mean class acc %.4f on %d videos (%d views) in %.0fs",
             results["step"], results["top1"], results["top5"], results["mean_class_accuracy"],
             results["num_videos"], views, time.time() - t0)
@@ -75,5 +84,6 @@ def evaluate(config, workdir: str, variables=None, step=None, mesh=None, source=
     with open(os.path.join(workdir, "results.json"), "w") as fh:
       json.dump(results, fh, indent=2)
     ids = np.asarray([source.video_id(int(i)) for i in index])
-    np.savez(os.path.join(workdir, "val_scores.npz"), ids=ids, labels=labels, logits=logits)
+    names = np.asarray(getattr(source, "class_names", None) or [str(k) for k in range(logits.shape[1])])
+    np.savez(os.path.join(workdir, "val_scores.npz"), ids=ids, labels=labels, logits=logits, class_names=names)
   return results

@@ -65,6 +65,7 @@ def total_steps(config, steps_per_epoch: int) -> int:
 
 def setup(config, workdir: str):
   """Everything the loop needs, without running a step (also used by tests and benchmarks)."""
+  jax.config.update("jax_threefry_partitionable", bool(config.get("jax_threefry_partitionable", False)))
   train_source = pipeline.build_source(config, "train")
   spe = pipeline.steps_per_epoch(config, train_source)
   steps = total_steps(config, spe)
@@ -105,7 +106,8 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
             config.model.name, f"{sum(x.size for x in jax.tree.leaves(state.params)):,}", steps,
             s["steps_per_epoch"], config.optim.batch_size, mesh.size)
 
-  train_step = step_lib.jit_train_step(model, tx, config, s["state_sharding"], sharding.data_sharded(mesh))
+  train_step = step_lib.jit_train_step(model, tx, config, s["state_sharding"], sharding.data_sharded(mesh),
+                                       total_steps=steps)
   writer = metrics_lib.MetricWriter(os.path.join(workdir, "tensorboard"), steps)
   schedule = optim.lr_schedule(config.optim.lr, s["steps_per_epoch"], config.optim.epochs,
                                config.optim.warmup_epochs)

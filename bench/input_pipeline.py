@@ -1,0 +1,251 @@
+"""Input pipeline throughput: clips/s of the raw-layout readers and of the prepared TFDS reader.
+
+One process, the same files, side by side (issue 6, point 8):
+
+* ``plain``: the loop a PyTorch TSN loader runs per clip (the reference's ``ops/dataset.py`` +
+  ``ops/transforms.py``): PIL-open every sampled frame (for mp4: decode the whole video with PyAV and
+  convert every frame to PIL), ``GroupMultiScaleCrop`` (PIL crop + bilinear resize of each frame),
+  flip, ``Stack``; reported without and with the float conversion + mean/std normalisation that the
+  reference does on the CPU (``ToTorchFormatTensor`` + ``GroupNormalize``) and vidjax does on the device.
+* ``vidjax``: ``input_pipeline.pipeline.train_example`` (sampling, decoding only the sampled frames,
+  the same multi-scale crop, uint8 out) on the rawframes folders, the mp4 files, and the TFDS ArrayRecord
+  dataset that ``input_pipeline.prepare`` made from the frame folders.
+
+Each reader is timed on ``--clips`` clips in one worker (this thread), best of ``--rounds`` interleaved
+rounds; then with ``--threads`` threads (``pipeline.train_batches`` with ``data.num_workers`` threads for
+vidjax, a thread pool for the plain loop). The data are SyntheticMotion clips stored as 256 x 340 JPEG
+frames (quality 90) and H.264 mp4 (crf 12), generated once into ``--data``.
+
+    python bench/input_pipeline.py [--config configs/bqn_ssv1.py] [--clips 24] [--threads 2] [--write]
+
+``--write`` puts the table into bench/RESULTS.md under '## Input pipeline' (only that section).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import platform
+import re
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from input_pipeline import pipeline, sampling, transforms  # noqa: E402
+
+SECTION = "## Input pipeline"
+
+
+def load_config(path: str, arg: str = ""):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("bench_config", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg) if arg else mod.get_config()
+
+
+def make_data(args):
+  """Frame folders, mp4 files and the prepared TFDS dataset (kept in ``args.data`` for reruns)."""
+  from input_pipeline import prepare
+  from input_pipeline.sources.synthetic import SyntheticMotion, write_rawframes, write_videos
+  h, w = args.height, args.width
+  src = SyntheticMotion(num_videos=args.videos, num_frames=args.num_frames, height=h, width=w)
+  root = args.data
+  frames_list, videos_list = os.path.join(root, "frames.txt"), os.path.join(root, "videos.txt")
+  if not os.path.isfile(frames_list):
+    t = time.time()
+    write_rawframes(src, os.path.join(root, "frames"), frames_list + ".tmp", quality=90)
+    os.replace(frames_list + ".tmp", frames_list)
+    print(f"wrote {args.videos} frame folders in {time.time() - t:.0f}s", file=sys.stderr)
+  if not os.path.isfile(videos_list):
+    write_videos(src, os.path.join(root, "videos"), videos_list + ".tmp")
+    os.replace(videos_list + ".tmp", videos_list)
+  prepared = os.path.join(root, "prepared")
+  if not os.path.isfile(os.path.join(prepared, "dataset_info.json")):
+    prepare.main(["rawframes", f"--source={os.path.join(root, 'frames')}", f"--train_list={frames_list}",
+                  f"--out={prepared}", "--splits=train", "--short_side=0", "--workers=1", "--quiet"])
+  return frames_list, videos_list, prepared
+
+
+# ------------------------------------------------------------------------------------------ plain loop
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def plain_transform(imgs, config, rng, normalise: bool):
+  """GroupMultiScaleCrop -> GroupRandomHorizontalFlip -> Stack (-> ToTorchFormatTensor + GroupNormalize)."""
+  from PIL import Image
+  d = config.data
+  x, y, cw, ch = transforms.multi_scale_crop_box(imgs[0].size[0], imgs[0].size[1], d.crop_size, rng,
+                                                 tuple(d.multi_scale), d.max_distort)
+  out = [im.crop((x, y, x + cw, y + ch)).resize((d.crop_size, d.crop_size), Image.BILINEAR) for im in imgs]
+  if d.flip and rng.random() < 0.5:
+    out = [im.transpose(Image.FLIP_LEFT_RIGHT) for im in out]
+  arr = np.stack([np.asarray(im) for im in out])
+  if normalise:
+    arr = (arr.astype(np.float32) / 255.0 - MEAN) / STD
+  return arr
+
+
+def plain_frames_clip(rows, root, config, i, rng, normalise):
+  from PIL import Image
+  d = config.data
+  path, n = rows[i][0], int(rows[i][1])
+  idx = sampling.clip_indices(n, d.num_segments, d.frames_per_segment, d.sampling, rng)
+  imgs = [Image.open(os.path.join(root, path, f"img_{k + 1:05d}.jpg")).convert("RGB") for k in idx]
+  return plain_transform(imgs, config, rng, normalise)
+
+
+def plain_video_clip(rows, root, config, i, rng, normalise):
+  import av
+  d = config.data
+  with av.open(os.path.join(root, rows[i][0])) as c:
+    imgs = [f.to_image() for f in c.decode(video=0)]  # a VideoReader: every frame to PIL
+  idx = sampling.clip_indices(len(imgs), d.num_segments, d.frames_per_segment, d.sampling, rng)
+  return plain_transform([imgs[k] for k in idx], config, rng, normalise)
+
+
+# -------------------------------------------------------------------------------------------- timing
+def time_one_worker(fn, n_videos: int, clips: int) -> float:
+  """Seconds per clip for ``clips`` clips read in this thread."""
+  t = time.perf_counter()
+  for j in range(clips):
+    fn(j % n_videos, np.random.default_rng([7, j]))
+  return (time.perf_counter() - t) / clips
+
+
+def time_threads(fn, n_videos: int, clips: int, threads: int) -> float:
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    list(pool.map(lambda j: fn(j % n_videos, np.random.default_rng([7, j])), range(threads)))  # warm
+    t = time.perf_counter()
+    list(pool.map(lambda j: fn(j % n_videos, np.random.default_rng([7, j])), range(clips)))
+  return (time.perf_counter() - t) / clips
+
+
+def time_pipeline(config, source, clips: int, threads: int) -> float:
+  """Seconds per clip through ``pipeline.train_batches`` (grain, ``threads`` reading threads)."""
+  c = config.copy_and_resolve_references()
+  c.data.num_workers = threads
+  c.data.prefetch = 2 * threads
+  c.optim.batch_size = 2 * threads
+  steps = max(2, -(-clips // c.optim.batch_size)) + 1
+  it = pipeline.train_batches(c, source, 0, steps)
+  next(it)  # start-up: threads, first batch
+  t = time.perf_counter()
+  n = 0
+  for b in it:
+    n += len(b["label"])
+  return (time.perf_counter() - t) / n
+
+
+def run(args):
+  config = load_config(args.config, args.config_arg)
+  config.model.num_classes = 8
+  d = config.data
+  d.root, d.annotations, d.prepared, d.short_side = args.data, "", "", 0
+  frames_list, videos_list, prepared = make_data(args)
+  rows_f = [l.split() for l in open(frames_list)]
+  rows_v = [l.split() for l in open(videos_list)]
+
+  def cfg(dataset, root, lst="", prep=""):
+    c = config.copy_and_resolve_references()
+    c.data.dataset, c.data.root, c.data.train_list, c.data.prepared = dataset, root, lst, prep
+    return c
+
+  c_f = cfg("rawframes", os.path.join(args.data, "frames"), frames_list)
+  c_v = cfg("videos", os.path.join(args.data, "videos"), videos_list)
+  c_p = cfg("tfds", prepared)
+  s_f, s_v, s_p = (pipeline.build_source(c, "train") for c in (c_f, c_v, c_p))
+  root_f, root_v = os.path.join(args.data, "frames"), os.path.join(args.data, "videos")
+  n = args.videos
+  readers = [
+      ("plain", "frame folders", lambda i, r: plain_frames_clip(rows_f, root_f, config, i, r, False), None),
+      ("plain + CPU normalise", "frame folders", lambda i, r: plain_frames_clip(rows_f, root_f, config, i, r, True), None),
+      ("vidjax", "frame folders", lambda i, r: pipeline.train_example(s_f, c_f, i, r), (c_f, s_f)),
+      ("vidjax", "prepared TFDS (ArrayRecord)", lambda i, r: pipeline.train_example(s_p, c_p, i, r), (c_p, s_p)),
+      ("plain", "mp4 files", lambda i, r: plain_video_clip(rows_v, root_v, config, i, r, False), None),
+      ("plain + CPU normalise", "mp4 files", lambda i, r: plain_video_clip(rows_v, root_v, config, i, r, True), None),
+      ("vidjax", "mp4 files", lambda i, r: pipeline.train_example(s_v, c_v, i, r), (c_v, s_v)),
+  ]
+  for _, _, fn, _ in readers:  # warm caches (file system, imports)
+    fn(0, np.random.default_rng(0))
+  one = {k: float("inf") for k in range(len(readers))}
+  for _ in range(args.rounds):
+    for k, (_, _, fn, _) in enumerate(readers):
+      one[k] = min(one[k], time_one_worker(fn, n, args.clips))
+  many = {}
+  if args.threads > 1:
+    for k, (_, _, fn, pipe) in enumerate(readers):
+      many[k] = (time_pipeline(pipe[0], pipe[1], 2 * args.clips, args.threads) if pipe
+                 else time_threads(fn, n, 2 * args.clips, args.threads))
+  shape = f"{d.num_segments} x {d.frames_per_segment} frames ({d.sampling}), crop {d.crop_size}^2"
+  return readers, one, many, shape
+
+
+def table(args, readers, one, many, shape) -> str:
+  base = {}
+  for k, (who, files, _, _) in enumerate(readers):
+    if who == "plain":
+      base[files] = one[k]
+  load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
+  lines = [
+      SECTION, "",
+      f"Clips of {shape} from {args.videos} videos of {args.num_frames} frames at {args.height} x "
+      f"{args.width} (SyntheticMotion; JPEG q90 frame folders, H.264 crf 12 mp4, and the TFDS ArrayRecord "
+      f"dataset `input_pipeline.prepare` made from the frame folders), config `{args.config}`.", "",
+      f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs (load average "
+      f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end of the run), Python {platform.python_version()}. "
+      f"Command: `python bench/input_pipeline.py --config {args.config} --clips {args.clips} --threads "
+      f"{args.threads} --write`. One worker: best of {args.rounds} interleaved rounds of {args.clips} clips in "
+      f"one thread; {args.threads} threads: {2 * args.clips} clips (vidjax through `pipeline.train_batches`).", "",
+      f"| reader | files | ms / clip (1 worker) | clips/s (1 worker) | x plain (1 worker) | clips/s ({args.threads} threads) |",
+      "| --- | --- | ---: | ---: | ---: | ---: |",
+  ]
+  for k, (who, files, _, _) in enumerate(readers):
+    ratio = base[files] / one[k] if files in base else base["frame folders"] / one[k]
+    thr = f"{1.0 / many[k]:.1f}" if k in many else "-"
+    lines.append(f"| {who} | {files} | {1000 * one[k]:.1f} | {1.0 / one[k]:.1f} | {ratio:.2f} | {thr} |")
+  lines += ["", "`plain` is the reference loader's per-clip work up to the uint8 stack; `plain + CPU normalise` adds "
+            "its float conversion and mean/std normalisation, which vidjax does on the accelerator. The `x plain` "
+            "column compares with the uint8 `plain` loop on the same files (the prepared dataset with the frame "
+            "folders' loop)."]
+  return "\n".join(lines) + "\n"
+
+
+def write_section(text: str, path: str) -> None:
+  old = open(path).read() if os.path.isfile(path) else "# vidjax benchmark results\n"
+  pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+  if pattern.search(old):
+    new = pattern.sub(lambda _: text + "\n", old)
+  else:
+    new = old.rstrip("\n") + "\n\n" + text
+  with open(path, "w") as fh:
+    fh.write(new)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--config", default="configs/bqn_ssv1.py")
+  p.add_argument("--config_arg", default="")
+  p.add_argument("--videos", type=int, default=12)
+  p.add_argument("--num_frames", type=int, default=64)
+  p.add_argument("--height", type=int, default=256)
+  p.add_argument("--width", type=int, default=340)
+  p.add_argument("--clips", type=int, default=24)
+  p.add_argument("--rounds", type=int, default=2)
+  p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+  p.add_argument("--data", default="")
+  p.add_argument("--write", action="store_true")
+  args = p.parse_args()
+  args.data = args.data or os.path.join("/tmp", f"vidjax-bench-input-{args.height}x{args.width}x{args.num_frames}-{args.videos}")
+  os.makedirs(args.data, exist_ok=True)
+  text = table(args, *run(args))
+  print(text)
+  if args.write:
+    write_section(text, os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md"))
+
+
+if __name__ == "__main__":
+  main()

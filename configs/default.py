@@ -59,7 +59,7 @@ def get_config():
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 0.01  # base lr for the global batch below
   c.optim.batch_size = 64  # global batch (clips)
-  c.optim.epochs = 50
+  c.optim.epochs = 50.0  # float: fractional epochs are fine
   c.optim.warmup_epochs = 0.0  # linear warm-up from lr/10 (REFERENCE.md section 10)
   c.optim.momentum = 0.9
   c.optim.weight_decay = 1e-4

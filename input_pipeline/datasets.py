@@ -22,10 +22,12 @@ the evaluation split: Kinetics validate, SS V1 validation, UCF101/HMDB51 test sp
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 from input_pipeline.sources.base import BAD_VIDEOS, DatasetLayoutError
 
+_log = logging.getLogger("input_pipeline")
 DATASETS = ("kinetics400", "minikinetics", "sthv1", "ucf101", "hmdb51")
 SPLITS = ("train", "val")
 
@@ -35,6 +37,12 @@ def raw_source(dataset: str, root: str, split: str, annotations: str = "", expli
   """The raw-layout source of a named benchmark (no config needed; used by prepare.py)."""
   if split not in SPLITS:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+  if dataset in DATASETS and not os.path.isdir(root):
+    import importlib
+    module = {"kinetics400": "kinetics", "minikinetics": "kinetics", "sthv1": "something"}.get(dataset, dataset)
+    layout = importlib.import_module(f"input_pipeline.sources.{module}").LAYOUT
+    raise DatasetLayoutError(f"dataset directory {root!r} does not exist (set config.data.root, or --source of "
+                             f"prepare). Expected: {layout}")
   kw = dict(annotations=annotations, explicit_list=explicit_list, frame_template=frame_template or None,
             short_side=short_side, log=log)
   if dataset == "kinetics400":
@@ -85,6 +93,9 @@ def build_source(config, split: str):
                      explicit_list=d.train_list if split == "train" else d.val_list,
                      split_id=int(d.get("split_id", 1)), frame_template=d.get("frame_template", ""),
                      short_side=short)
+  if d.dataset == "sthv1" and d.get("flip", False):
+    _log.warning("config.data.flip=True on Something-Something: flipping turns 'left to right' classes into "
+                 "'right to left' ones; the reference never flips this dataset")
   num_classes = config.get("model", {}).get("num_classes", None)
   if num_classes is not None and len(src.class_names) != num_classes:
     raise ValueError(f"config.model.num_classes={num_classes}, but the {d.dataset} label map has "

@@ -35,11 +35,12 @@ def build_source(config, split: str):
   d = config.data
   if d.dataset == "synthetic":
     from input_pipeline.sources.synthetic import SyntheticMotion
-    s = d.synthetic
-    return SyntheticMotion(num_videos=s.num_train if split == "train" else s.num_val,
-                           num_frames=s.num_frames, height=s.height, width=s.width,
-                           num_classes=s.num_classes, split=split, seed=s.seed, noise=s.noise,
-                           jitter=s.jitter)
+    s = d.synthetic.to_dict()
+    num = s.pop("num_train") if split == "train" else s.pop("num_val")
+    s.pop("num_train", None), s.pop("num_val", None)
+    if "object_size" in s:
+      s["object_size"] = tuple(s["object_size"])
+    return SyntheticMotion(num_videos=num, split=split, **s)
   if d.get("prepared", "") or d.dataset not in ("rawframes", "videos"):
     from input_pipeline import datasets  # benchmarks (Kinetics-400, SS V1, UCF101, ...) and prepared TFDS
     return datasets.build_source(config, split)
@@ -63,36 +64,47 @@ def _note_short(source, index: int, num_frames: int, config, bad: BadVideoLog) -
              f"{d.frames_per_segment} needs {need}: frames repeat", "short")
 
 
-def _load(source, index: int, index_fn, config, bad: BadVideoLog):
+def _load(source, index: int, index_fn, config, bad: BadVideoLog, frame_fn=None):
   seen = []
 
   def fn(n):
     seen.append(n)
     return index_fn(n)
 
-  frames = source.load_clip(index, fn)
+  frames = source.load_clip(index, fn) if frame_fn is None else source.load_clip(index, fn, frame_fn)
   if seen:
     _note_short(source, index, seen[0], config, bad)
   return frames
 
 
-def _read_clip(source, index: int, index_fn, bad: BadVideoLog, config=None):
-  """Loads ``index``; an unusable video is logged once and replaced by the next usable one."""
+def _read_clip(source, index: int, index_fn, bad: BadVideoLog, config=None, make_frame_fn=None):
+  """Loads ``index``; an unusable video is logged once and replaced by the next usable one.
+
+  ``make_frame_fn()`` (optional) gives the per-frame transform of one attempt (``transforms.ClipAugment``).
+  """
   n = len(source)
   for k in range(min(n, 16)):
     i = (index + k) % n
     try:
       if config is None:
         return source.load_clip(i, index_fn), source.label(i)
-      return _load(source, i, index_fn, config, bad), source.label(i)
+      frame_fn = make_frame_fn() if make_frame_fn is not None else None
+      return _load(source, i, index_fn, config, bad, frame_fn), source.label(i)
     except BadVideoError as e:
       bad.report(e)
   raise RuntimeError(f"16 consecutive unusable videos from index {index}; see the warnings above")
 
 
-def train_example(source, config, index: int, rng: np.random.Generator, bad: BadVideoLog = BAD_VIDEOS):
+def train_example(source, config, index: int, rng: np.random.Generator, bad: BadVideoLog = BAD_VIDEOS,
+                  fused: bool = True):
+  """One augmented training clip. Sources with ``fused_frames`` crop, resize and flip each frame as it
+  is decoded (``transforms.ClipAugment``); the result equals ``train_augment`` of the decoded clip."""
   d = config.data
   index_fn = lambda f: sampling.clip_indices(f, d.num_segments, d.frames_per_segment, d.sampling, rng)
+  if fused and getattr(source, "fused_frames", False):
+    make = lambda: transforms.ClipAugment(d.crop_size, rng, tuple(d.multi_scale), d.max_distort, d.flip)
+    video, label = _read_clip(source, index, index_fn, bad, config, make)
+    return {"video": np.ascontiguousarray(video), "label": np.int32(label)}
   frames, label = _read_clip(source, index, index_fn, bad, config)
   video = transforms.train_augment(frames, d.crop_size, rng, tuple(d.multi_scale), d.max_distort, d.flip)
   return {"video": video, "label": np.int32(label)}

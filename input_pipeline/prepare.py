@@ -203,7 +203,9 @@ def write_shard(task) -> dict:
   vps = st["videos_per_shard"]
   final = shard_path(st["out"], st["dataset"], split, shard, num_shards)
   tmp = f"{final}.tmp-{os.getpid()}"
-  writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
+  # one record per group for random access; no zstd: JPEG bytes do not compress, and decompressing a
+  # 1-10 MB record costs more than decoding the frames a clip needs
+  writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1,uncompressed")
   index = {"video_id": [], "label": [], "num_frames": []}
   bad, num_bytes = [], 0
   try:

@@ -80,6 +80,36 @@ def train_augment(frames: np.ndarray, crop_size: int, rng: np.random.Generator,
   return np.ascontiguousarray(out)
 
 
+class ClipAugment:
+  """``train_augment`` applied frame by frame to PIL images as they are decoded (one clip).
+
+  The first frame fixes the crop box and the flip (drawn from ``rng`` in the order ``train_augment``
+  draws them), so ``np.stack([aug(f) for f in frames]) == train_augment(frames, ...)`` exactly. Sources
+  that accept a ``frame_fn`` call it on each decoded frame: a frame is then converted to an array once,
+  at crop size, instead of decoded -> array -> PIL -> cropped and resized -> array.
+  """
+
+  def __init__(self, crop_size: int, rng: np.random.Generator, scales=(1, .875, .75, .66),
+               max_distort: int = 1, flip: bool = True):
+    self.crop_size, self.rng, self.scales, self.max_distort, self.flip = crop_size, rng, scales, max_distort, flip
+    self.box = None
+    self.mirror = False
+
+  def __call__(self, im: Image.Image) -> np.ndarray:
+    if self.box is None:
+      self.box = multi_scale_crop_box(im.size[0], im.size[1], self.crop_size, self.rng, self.scales,
+                                      self.max_distort)
+      self.mirror = bool(self.flip and self.rng.random() < 0.5)
+    x, y, w, h = self.box
+    if (x, y, w, h) != (0, 0) + im.size:
+      im = im.crop((x, y, x + w, y + h))
+    if im.size != (self.crop_size, self.crop_size):
+      im = im.resize((self.crop_size, self.crop_size), Image.BILINEAR)
+    if self.mirror:
+      im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    return np.asarray(im)
+
+
 def val_views(frames: np.ndarray, crop_size: int, scale_size: int, num_crops: int = 1) -> np.ndarray:
   """Resize the short side to ``scale_size`` and take 1 (centre) or 3 (left/right/centre) crops.
 

@@ -176,3 +176,30 @@ def test_wrong_layout_gets_one_clear_error(tmp_path):
     datasets.raw_source("ucf101", str(tmp_path / "k"), "train", annotations=str(tmp_path / "a"), split_id=2)
   with pytest.raises(DatasetLayoutError, match="input_pipeline.prepare"):
     datasets.prepared_source(str(tmp_path / "k"), "train")
+
+
+def test_evaluation_leaves_unreadable_videos_out_and_counts_them(tmp_path):
+  """vidjax.evaluate: results.json reports the bad input; per-video scores name only the read videos."""
+  import json
+
+  import jax
+  import jax.numpy as jnp
+
+  from vidjax import config_utils
+  from vidjax.evaluate import evaluate
+  from vidjax.models import registry
+
+  src = SyntheticMotion(num_videos=4, num_frames=8, height=16, width=16)
+  lst = write_videos(src, str(tmp_path / "d"), str(tmp_path / "list.txt"))
+  (tmp_path / "d" / "train_000002.mp4").write_bytes(b"garbage")
+  c = _config(tmp_path, "videos", lst, test_clips=2)
+  model = registry.build(c.model)
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros(config_utils.input_shape(c)), train=False)
+  r = evaluate(c, str(tmp_path / "w"), variables=variables, step=0)
+  assert r["num_videos"] == 3 and r["videos_listed"] == 4 and r["unreadable_videos"] == 1
+  assert r["bad_videos"] == 1 and r["bad_video_counts"]["skipped"] == 1 and r["views"] == 2
+  saved = json.load(open(tmp_path / "w" / "results.json"))
+  assert saved["unreadable_videos"] == 1
+  scores = np.load(tmp_path / "w" / "val_scores.npz")
+  assert sorted(scores["ids"].tolist()) == ["train_000000.mp4", "train_000001.mp4", "train_000003.mp4"]
+  assert scores["logits"].shape == (3, 8) and len(scores["class_names"]) == 8

@@ -14,7 +14,7 @@ import pytest
 from input_pipeline import datasets, pipeline
 from input_pipeline.sources import fake
 from input_pipeline.sources.base import BAD_VIDEOS
-from input_pipeline.sources.synthetic import SyntheticMotion
+from input_pipeline.sources.synthetic import SyntheticMotion, write_rawframes, write_videos
 from input_pipeline.sources.videos import decode_video, read_video_clip
 from tests.tiny import tiny_config
 
@@ -222,3 +222,34 @@ def test_pipeline_reads_a_named_dataset(tmp_path):
   c.model.num_classes = 101
   with pytest.raises(ValueError, match="num_classes"):
     pipeline.build_source(c, "val")
+
+
+@pytest.mark.parametrize("layout", ["frames", "videos", "prepared"])
+def test_augmenting_while_decoding_equals_augmenting_the_decoded_clip(tmp_path, layout):
+  """train_example's fused path (crop/resize/flip per decoded frame, transforms.ClipAugment) returns the
+  same pixels as decoding the clip and then running transforms.train_augment (REFERENCE.md section 10
+  multi-scale crop + flip), for every seed."""
+  src = SyntheticMotion(num_videos=3, num_frames=9, height=36, width=48)
+  c = tiny_config()
+  c.data.crop_size, c.data.frames_per_segment, c.data.flip = 24, 2, True
+  c.data.multi_scale = (1.0, 0.875, 0.75, 0.66)
+  if layout == "videos":
+    lst = write_videos(src, str(tmp_path / "v"), str(tmp_path / "l.txt"))
+    c.data.dataset, c.data.root, c.data.train_list = "videos", str(tmp_path / "v"), lst
+  else:
+    lst = write_rawframes(src, str(tmp_path / "f"), str(tmp_path / "l.txt"))
+    c.data.dataset, c.data.root, c.data.train_list = "rawframes", str(tmp_path / "f"), lst
+  if layout == "prepared":
+    from input_pipeline import prepare
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(src.class_names) + "\n")
+    prepare.main(["rawframes", f"--source={tmp_path / 'f'}", f"--train_list={lst}", f"--out={tmp_path / 'p'}",
+                  "--splits=train", "--short_side=0", f"--class_names={names}", "--workers=1", "--quiet"])
+    c.data.prepared = str(tmp_path / "p")
+  source = pipeline.build_source(c, "train")
+  assert source.fused_frames
+  for seed in range(12):
+    a = pipeline.train_example(source, c, seed % 3, np.random.default_rng(seed))
+    b = pipeline.train_example(source, c, seed % 3, np.random.default_rng(seed), fused=False)
+    np.testing.assert_array_equal(a["video"], b["video"])
+    assert a["video"].shape == (8, 24, 24, 3) and a["label"] == b["label"]

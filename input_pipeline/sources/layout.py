@@ -158,13 +158,15 @@ class EntrySource:
   def path(self, index: int) -> str:
     return self.entries[index].path
 
-  def load_clip(self, index: int, index_fn) -> np.ndarray:
+  fused_frames = True  # load_clip takes a frame_fn (pipeline.train_example)
+
+  def load_clip(self, index: int, index_fn, frame_fn=None) -> np.ndarray:
     e = self.entries[index]
     if os.path.isdir(e.path):
-      return self.frames.load(e.path, index_fn, e.num_frames)
+      return self.frames.load(e.path, index_fn, e.num_frames, frame_fn)
     if not os.path.exists(e.path):
       raise BadVideoError(e.path, "file or frame folder has disappeared since the dataset was scanned")
-    return read_video_clip(e.path, index_fn, self.short_side, self.log)
+    return read_video_clip(e.path, index_fn, self.short_side, self.log, frame_fn)
 
 
 def annotation_dirs(root: str, annotations: str) -> list[str]:

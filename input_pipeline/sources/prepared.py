@@ -1,9 +1,10 @@
 """Reading a dataset written by ``python -m input_pipeline.prepare``: TFDS ArrayRecord, no TensorFlow.
 
 ``tfds.builder_from_directory(dir).as_data_source(split)`` gives random access to the records. The
-records are read as raw bytes and parsed with TFDS's NumPy example parser *without* decoding the
-images, so only the frames a clip samples are JPEG-decoded (a Kinetics record holds ~300 frames; a
-TSN clip needs 8-48 of them). The label, id and frame count of every record are also kept in
+records are read as raw bytes and parsed as the ``tf.train.Example`` proto TFDS writes (its own copy of
+the proto, no TensorFlow) *without* decoding the images, so only the frames a clip samples are copied
+out and JPEG-decoded (a Kinetics record holds ~300 frames; a TSN clip needs 8-48 of them). The records
+are stored uncompressed (prepare.py): JPEG does not compress further. The label, id and frame count of every record are also kept in
 ``vidjax-index-<split>.json`` beside the records, so labels are known without reading records.
 """
 from __future__ import annotations
@@ -41,6 +42,8 @@ class PreparedSource:
     self.info = builder.info
     self._ds = builder.as_data_source(split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
     self._parser = example_parser.ExampleParserNp(builder.info.features.get_serialized_info())
+    from tensorflow_datasets.proto import tf_example_pb2
+    self._example = tf_example_pb2.Example  # the tf.train.Example proto TFDS ships (no TensorFlow)
     self.class_names = tuple(builder.info.features["label"].names)
     self._index = None
     if os.path.isfile(index_path(directory, split)):
@@ -54,6 +57,16 @@ class PreparedSource:
 
   def __repr__(self):
     return f"PreparedSource({self.directory}[{self.split}]: {len(self)} videos)"
+
+  def _frames(self, index: int):
+    """``(JPEG bytes per frame, video id)`` straight from the proto: only the frames asked for are copied
+    out (TFDS's parser would turn every frame of the record into a NumPy object first)."""
+    try:
+      feature = self._example.FromString(self._ds[index]).features.feature
+      return feature["frames"].bytes_list.value, feature["video_id"].bytes_list.value[0].decode()
+    except Exception as e:
+      raise BadVideoError(f"{self.directory}[{self.split}][{index}]",
+                          f"record cannot be read ({e.__class__.__name__}: {e})", "prepare the dataset again") from None
 
   def record(self, index: int) -> dict:
     """The parsed record: ``frames`` (JPEG bytes per frame), ``label``, ``video_id``, ``num_frames``."""
@@ -79,18 +92,18 @@ class PreparedSource:
       return int(self._index["num_frames"][index])
     return int(self.record(index)["num_frames"])
 
-  def load_clip(self, index: int, index_fn) -> np.ndarray:
-    ex = self.record(index)
-    frames = ex["frames"]
+  fused_frames = True  # load_clip takes a frame_fn (pipeline.train_example)
+
+  def load_clip(self, index: int, index_fn, frame_fn=None) -> np.ndarray:
+    frames, vid = self._frames(index)
     if len(frames) == 0:
       raise BadVideoError(f"{self.directory}[{self.split}][{index}]", "record has no frames")
     idx = np.asarray(index_fn(len(frames)))
     cache = {}
     for k in np.unique(idx):
       try:
-        cache[int(k)] = decode_image(io.BytesIO(frames[int(k)]), self.short_side)
+        cache[int(k)] = decode_image(io.BytesIO(frames[int(k)]), self.short_side, frame_fn)
       except (OSError, ValueError) as e:
-        vid = ex["video_id"].decode() if isinstance(ex["video_id"], bytes) else ex["video_id"]
         raise BadVideoError(f"{self.directory}[{self.split}] {vid} frame {int(k)}",
                             f"JPEG cannot be decoded ({e})", "prepare the dataset again") from None
     first = cache[int(idx.flat[0])]

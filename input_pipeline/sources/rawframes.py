@@ -31,11 +31,12 @@ def short_side_size(w: int, h: int, short: int) -> tuple[int, int]:
   return short, int(round(h * short / w))
 
 
-def decode_image(fp, short_side: int = 0) -> np.ndarray:
+def decode_image(fp, short_side: int = 0, frame_fn=None) -> np.ndarray:
   """An RGB uint8 frame from a JPEG/PNG path or file object, optionally rescaled to ``short_side``.
 
   When the stored frame is at least twice the requested size, libjpeg's DCT scaling (``draft``) decodes
-  it at 1/2, 1/4 or 1/8 size first, which is several times faster than a full decode.
+  it at 1/2, 1/4 or 1/8 size first, which is several times faster than a full decode. ``frame_fn``
+  (e.g. ``transforms.ClipAugment``) maps the decoded PIL image to the returned array.
   """
   with Image.open(fp) as im:
     if short_side and min(im.size) != short_side:
@@ -44,9 +45,11 @@ def decode_image(fp, short_side: int = 0) -> np.ndarray:
       im = im.convert("RGB")
       if im.size != size:
         im = im.resize(size, Image.BILINEAR)
-      return np.asarray(im)
-    im.load()
-    return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+    else:
+      im.load()
+      if im.mode != "RGB":
+        im = im.convert("RGB")
+    return frame_fn(im) if frame_fn is not None else np.asarray(im)
 
 
 def count_frames(folder: str, template: str) -> int:
@@ -97,7 +100,7 @@ class FrameFolderReader:
       self._actual[folder] = count_frames(folder, self.template_of(folder))
     return self._actual[folder]
 
-  def load(self, folder: str, index_fn, listed: int = -1) -> np.ndarray:
+  def load(self, folder: str, index_fn, listed: int = -1, frame_fn=None) -> np.ndarray:
     if not os.path.isdir(folder):
       raise BadVideoError(folder, "frame folder is missing", "extract its frames or remove it from the list")
     template = self.template_of(folder)
@@ -113,7 +116,7 @@ class FrameFolderReader:
       k = int(k)
       fp = os.path.join(folder, template.format(k + 1))
       try:
-        cache[k] = decode_image(fp, self.short_side)
+        cache[k] = decode_image(fp, self.short_side, frame_fn)
       except FileNotFoundError:
         real = count_frames(folder, template)
         if real < 1:
@@ -124,7 +127,7 @@ class FrameFolderReader:
         self._actual[folder] = real
         self.log.note(folder, f"{folder}: the list says {n} frames, the folder has {real}: frames past "
                       f"{real} repeat the last one", "padded")
-        return self.load(folder, lambda _: idx, listed)
+        return self.load(folder, lambda _: idx, listed, frame_fn)
       except (OSError, ValueError) as e:
         raise BadVideoError(fp, f"cannot read frame ({e.__class__.__name__}: {e})",
                             "re-extract the frames or remove the video from the list") from None
@@ -176,9 +179,11 @@ class RawFrames:
     folder = os.path.join(self.root, self.records[index][0])
     return os.path.join(folder, self.reader.template_of(folder).format(frame + 1))
 
-  def load_clip(self, index, index_fn):
+  fused_frames = True  # load_clip takes a frame_fn (pipeline.train_example)
+
+  def load_clip(self, index, index_fn, frame_fn=None):
     path, num_frames, _ = self.records[index]
     folder = os.path.join(self.root, path)
     if num_frames < 1:
       raise BadVideoError(folder, f"the list says it has {num_frames} frames")
-    return self.reader.load(folder, index_fn, num_frames)
+    return self.reader.load(folder, index_fn, num_frames, frame_fn)

@@ -53,6 +53,8 @@ class SyntheticMotion:
     seed: dataset seed.
     noise: std of the Gaussian sensor noise (in [0, 255] units).
     jitter: maximum camera shake in pixels per frame.
+    motion: scales the per-frame speed, growth and rotation (1: 2.5-4.5 % of the frame per frame).
+    object_size: range of the object's radius at the middle frame, as a fraction of the frame.
   """
   num_videos: int = 1024
   num_frames: int = 16
@@ -63,6 +65,8 @@ class SyntheticMotion:
   seed: int = 0
   noise: float = 6.0
   jitter: float = 1.0
+  motion: float = 1.0
+  object_size: tuple[float, float] = (0.22, 0.32)
 
   def __post_init__(self):
     if not 2 <= self.num_classes <= len(CLASS_NAMES):
@@ -112,12 +116,12 @@ class SyntheticMotion:
     shape = rng.integers(3)  # 0 disc, 1 square, 2 triangle
 
     base = min(h, w)
-    size = base * rng.uniform(0.22, 0.32)  # object radius at the middle frame
+    size = base * rng.uniform(*self.object_size)  # object radius at the middle frame
     t = np.arange(f) - (f - 1) / 2.0  # centred time: the middle frame is class-independent
     cy, cx = np.full(f, h / 2.0), np.full(f, w / 2.0)
     radius = np.full(f, size)
     angle = np.full(f, rng.uniform(0, 2 * np.pi))
-    speed = base * rng.uniform(0.025, 0.045)  # pixels per frame
+    speed = base * rng.uniform(0.025, 0.045) * self.motion  # pixels per frame
     if label in (0, 1, 2, 3):
       sign = -1.0 if label in (0, 2) else 1.0
       travel = speed * (f - 1)
@@ -133,10 +137,10 @@ class SyntheticMotion:
       cy[:] = rng.uniform(h * 0.35, h * 0.65)
       cx[:] = rng.uniform(w * 0.35, w * 0.65)
     if label in (4, 5):
-      growth = rng.uniform(0.04, 0.06) * (1.0 if label == 4 else -1.0)
+      growth = rng.uniform(0.04, 0.06) * self.motion * (1.0 if label == 4 else -1.0)
       radius = size * np.exp(growth * t)
     if label in (6, 7):
-      omega = rng.uniform(0.18, 0.3) * (-1.0 if label == 6 else 1.0)  # clockwise = decreasing angle (y down)
+      omega = rng.uniform(0.18, 0.3) * self.motion * (-1.0 if label == 6 else 1.0)  # clockwise = decreasing angle (y down)
       angle = angle[0] + omega * t
     shake = rng.uniform(-self.jitter, self.jitter, size=(f, 2))
 

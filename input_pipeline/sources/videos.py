@@ -19,12 +19,16 @@ from input_pipeline.sources.base import (BAD_VIDEOS, BadVideoError, BadVideoLog,
 VIDEO_EXTS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp", ".ogv", ".wmv")
 
 
-def _to_rgb(frame, short_side: int) -> np.ndarray:
+def _to_rgb(frame, short_side: int, frame_fn=None) -> np.ndarray:
+  kw = {}
   if short_side and min(frame.width, frame.height) != short_side:
     from input_pipeline.sources.rawframes import short_side_size
     w, h = short_side_size(frame.width, frame.height, short_side)
-    return frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="BILINEAR")
-  return frame.to_ndarray(format="rgb24")
+    kw = dict(width=w, height=h, interpolation="BILINEAR")
+  if frame_fn is not None:
+    from PIL import Image
+    return frame_fn(Image.fromarray(frame.to_ndarray(format="rgb24", **kw)))
+  return frame.to_ndarray(format="rgb24", **kw)
 
 
 def _open(path: str):
@@ -62,8 +66,10 @@ def decode_video(path: str, short_side: int = 0) -> np.ndarray:
   return np.stack(frames)
 
 
-def read_video_clip(path: str, index_fn, short_side: int = 0, log: BadVideoLog = BAD_VIDEOS) -> np.ndarray:
-  """``frames[index_fn(num_frames)]`` decoding frames ``0..max(index)`` only."""
+def read_video_clip(path: str, index_fn, short_side: int = 0, log: BadVideoLog = BAD_VIDEOS,
+                    frame_fn=None) -> np.ndarray:
+  """``frames[index_fn(num_frames)]`` decoding frames ``0..max(index)`` only (``frame_fn``: see
+  rawframes.decode_image)."""
   container, stream = _open(path)
   with container:
     n = int(stream.frames or 0)
@@ -76,7 +82,7 @@ def read_video_clip(path: str, index_fn, short_side: int = 0, log: BadVideoLog =
         for k, frame in enumerate(container.decode(stream)):
           decoded, last = k + 1, frame
           if k in need:
-            frames[k] = _to_rgb(frame, short_side)
+            frames[k] = _to_rgb(frame, short_side, frame_fn)
           if k >= stop:
             break
       except Exception as e:  # truncated/corrupt data: keep what was decoded
@@ -91,7 +97,7 @@ def read_video_clip(path: str, index_fn, short_side: int = 0, log: BadVideoLog =
       decoded = n = len(kept)
       if n:
         idx = np.asarray(index_fn(n))
-        frames = {int(k): _to_rgb(kept[int(k)], short_side) for k in np.unique(idx)}
+        frames = {int(k): _to_rgb(kept[int(k)], short_side, frame_fn) for k in np.unique(idx)}
         last = kept[-1]
   if decoded == 0:
     why = f" ({error.__class__.__name__}: {error})" if error is not None else ""
@@ -102,7 +108,7 @@ def read_video_clip(path: str, index_fn, short_side: int = 0, log: BadVideoLog =
              + ": the clip repeats the last one", "padded")
     idx = np.minimum(idx, decoded - 1)
     if decoded - 1 not in frames:
-      frames[decoded - 1] = _to_rgb(last, short_side)
+      frames[decoded - 1] = _to_rgb(last, short_side, frame_fn)
   elif error is not None:
     log.note(path, f"{path}: decoding stopped at frame {decoded} ({error.__class__.__name__}); "
              "the frames before it are used", "padded")
@@ -150,5 +156,8 @@ class VideoFiles:
   def video_id(self, index):
     return self.records[index][0]
 
-  def load_clip(self, index, index_fn):
-    return read_video_clip(os.path.join(self.root, self.records[index][0]), index_fn, self.short_side, self.log)
+  fused_frames = True  # load_clip takes a frame_fn (pipeline.train_example)
+
+  def load_clip(self, index, index_fn, frame_fn=None):
+    return read_video_clip(os.path.join(self.root, self.records[index][0]), index_fn, self.short_side, self.log,
+                           frame_fn)

@@ -5,6 +5,10 @@ contiguous. In every bottleneck the input of the residual branch (``conv1``) is 
 (1/8 of the channels each way, zero at clip ends); the identity path is not. T is constant through
 the net (no temporal pooling). The head averages the logits of the T frames (segment consensus).
 
+``zero_init_residual`` (torchvision's option; off in the reference, which starts from ImageNet weights)
+sets the last BN gamma (and beta) of every bottleneck to 0 so each block starts as the identity: the
+stable choice for training from scratch, used by the synthetic demo.
+
 ``width`` multiplies every channel count (1.0 is the thesis' network; tests and the demo use a narrow
 one). Names follow torchvision (``conv1``, ``bn1``, ``layer2_0/conv1`` ...) so PyTorch weights map 1:1.
 
@@ -42,6 +46,7 @@ class Bottleneck(nn.Module):
   num_frames: int = 8
   shift_div: int = 8
   downsample: bool = False
+  zero_init_residual: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -53,7 +58,7 @@ class Bottleneck(nn.Module):
     h = conv(self.planes, 3, self.stride, name="conv2", dtype=self.dtype)(h)
     h = nn.relu(batch_norm(train, name="bn2", dtype=self.dtype)(h))
     h = conv(out_ch, 1, name="conv3", dtype=self.dtype)(h)
-    h = batch_norm(train, name="bn3", dtype=self.dtype)(h)
+    h = batch_norm(train, name="bn3", dtype=self.dtype, zero_init=self.zero_init_residual)(h)
     identity = x
     if self.downsample:
       identity = conv(out_ch, 1, self.stride, name="downsample_conv", dtype=self.dtype)(x)
@@ -94,6 +99,7 @@ class TSMResNet(nn.Module):
   stage_sizes: Optional[Sequence[int]] = None
   shift_div: int = 8
   dropout: float = 0.5
+  zero_init_residual: bool = False
   insert: Sequence[tuple[int, int, Callable[..., nn.Module]]] = ()
   dtype: Any = jnp.float32
 
@@ -114,7 +120,7 @@ class TSMResNet(nn.Module):
   def stages(self, x, t: int, train: bool):
     inserts = {(s, b): f for s, b, f in self.insert}
     for s, b, planes, stride, down in stage_layout(self.depth, self.width, self.stage_sizes):
-      x = Bottleneck(planes, stride, t, self.shift_div, down, dtype=self.dtype,
+      x = Bottleneck(planes, stride, t, self.shift_div, down, self.zero_init_residual, dtype=self.dtype,
                      name=f"layer{s}_{b}")(x, train)
       if (s, b) in inserts:
         x = inserts[(s, b)](x.shape[-1], f"layer{s}_{b}_attn")(x, num_frames=t, train=train)

@@ -15,4 +15,5 @@ def tsm_resnet(cfg, dtype):
       stage_sizes=tuple(cfg.stage_sizes) if cfg.get("stage_sizes") else None,
       shift_div=cfg.get("shift_div", 8) if cfg.get("shift", True) else 0,
       dropout=cfg.get("dropout", 0.5),
+      zero_init_residual=cfg.get("zero_init_residual", False),
       dtype=dtype)

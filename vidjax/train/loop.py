@@ -66,6 +66,13 @@ def total_steps(config, steps_per_epoch: int) -> int:
 def setup(config, workdir: str):
   """Everything the loop needs, without running a step (also used by tests and benchmarks)."""
   jax.config.update("jax_threefry_partitionable", bool(config.get("jax_threefry_partitionable", False)))
+  if config.train.get("partial_bn", False) or config.train.get("init_checkpoint", ""):
+    # Asked for by the fine-tuning configs (bqn_ucf101, bqn_hmdb51, bqn_x3d_ssv1:k400ft); refuse rather
+    # than silently train something else.
+    raise NotImplementedError(
+        "config.train.partial_bn / train.init_checkpoint are not implemented by the training loop yet. "
+        "To fine-tune, convert or copy the pre-trained weights into a new workdir with "
+        "`python -m vidjax.tools.convert --head=init ...` and set --config.train.partial_bn=False.")
   train_source = pipeline.build_source(config, "train")
   spe = pipeline.steps_per_epoch(config, train_source)
   steps = total_steps(config, spe)

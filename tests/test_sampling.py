@@ -22,6 +22,12 @@ def test_val_segments_are_centres():
   np.testing.assert_array_equal(twice[1], [0, 6, 12, 18, 24, 30, 36, 42])
 
 
+def test_exactly_enough_frames_takes_every_frame():
+  # F == S + L - 1: tick = 1, centres int(0.5 + k) = k (the reference would return frame 0 S times).
+  np.testing.assert_array_equal(sampling.clip_indices(8, 8, 1, "segment"), np.arange(8))
+  np.testing.assert_array_equal(sampling.test_clip_indices(8, 8, 1, "segment", 1)[0], np.arange(8))
+
+
 def test_short_video_repeats_last_frame():
   # 5 frames, 4 segments of 3: zeros offsets; consecutive frames clamp at the last frame.
   idx = sampling.clip_indices(5, 4, 3, "segment")

@@ -7,7 +7,6 @@ Padding is always explicit and symmetric, as PyTorch pads (REFERENCE.md section 
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -21,7 +20,6 @@ def conv(features: int, kernel: int | Sequence[int], stride: int | Sequence[int]
          padding: int | Sequence[int] | None = None, *, groups: int = 1, bias: bool = False,
          name: str | None = None, dtype: Any = jnp.float32, kernel_init=kaiming_fan_out) -> nn.Conv:
   """A PyTorch-style convolution: symmetric explicit padding ``(k - 1) // 2`` unless given."""
-  nd = 1 if isinstance(kernel, int) else len(kernel)
   kernel = (kernel,) * 2 if isinstance(kernel, int) else tuple(kernel)
   nd = len(kernel)
   stride = (stride,) * nd if isinstance(stride, int) else tuple(stride)
@@ -65,6 +63,3 @@ def segment_consensus(logits: jnp.ndarray, num_frames: int) -> jnp.ndarray:
   """Average consensus of TSN: ``(N*T, K)`` logits -> ``(N, K)`` mean over T (no softmax)."""
   nt, k = logits.shape
   return logits.reshape(nt // num_frames, num_frames, k).mean(axis=1)
-
-
-partial = functools.partial

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import jax
 
@@ -26,7 +25,6 @@ class MetricWriter:
     if self.enabled:
       from tensorboardX import SummaryWriter
       self._writer = SummaryWriter(logdir)
-    self._t0, self._s0 = time.time(), None
 
   def write_scalars(self, step: int, scalars: dict, prefix: str = "") -> None:
     if self._writer is None:

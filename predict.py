@@ -12,7 +12,7 @@
 * The latest checkpoint of ``DIR/checkpoints`` (or ``--step``) is restored with its ``params`` item on
   the CPU/accelerator at hand; its ``model`` item must match ``config.model`` (a clear error otherwise).
 * Class names: ``--labels=FILE`` (one per line), else the label map of ``config.data.dataset`` shipped in
-  ``input_pipeline/labels/`` (Kinetics-400, UCF101, HMDB51, Something-Something V1 when present), the
+  ``input_pipeline/labels/`` (Kinetics-400, UCF101, HMDB51, Something-Something V1), the
   synthetic dataset's class names, or ``class <k>``.
 * Output: per video the top-``k`` class names with probabilities; ``--json`` prints one JSON list with an
   entry per input (``path``, ``top`` = ``[{"label", "index", "probability"}]``, ``views``) or, for a file
@@ -35,7 +35,8 @@ LABELS_DIR = os.path.join(ROOT, "input_pipeline", "labels")
 # config.data.dataset -> label-map file names tried in input_pipeline/labels/
 LABEL_FILES = {
     "kinetics400": ("kinetics400.txt", "kinetics_400.txt"),
-    "sthv1": ("sthv1.txt", "something_something_v1.txt", "something-something-v1.txt", "ssv1.txt"),
+    "sthv1": ("something_v1.txt", "sthv1.txt", "something_something_v1.txt", "something-something-v1.txt",
+              "ssv1.txt"),
     "ucf101": ("ucf101.txt",),
     "hmdb51": ("hmdb51.txt",),
 }

@@ -40,6 +40,8 @@ def get_config():
   # > 0: raw frames/videos are rescaled to this short side when read, as prepare.py stores them
   # (the reference extracts frames at short side 256, 331 for its Kinetics runs); 0 = as stored.
   c.data.short_side = 0
+  c.data.modality = "rgb"  # rgb | flow | rgb+flow (x/y flow JPEGs beside the frames; two-stream TeSNet)
+  c.data.flow_template = ""  # flow file names, e.g. "flow_{}_{:05d}.jpg" (axis x/y, pair); "" = detect
   c.data.num_segments = 8  # TSN segments S
   c.data.frames_per_segment = 1  # L consecutive frames per segment (3 for MBPM / BQN)
   c.data.sampling = "segment"  # segment (TSN uniform) | dense
@@ -64,6 +66,7 @@ def get_config():
   c.optim.momentum = 0.9
   c.optim.weight_decay = 1e-4
   c.optim.grad_clip = 20.0  # global grad-norm clip (--gd 20); <= 0 disables
+  c.optim.grad_accum_steps = 1  # > 1: split each batch into micro-batches, one update (less memory)
   c.optim.label_smoothing = 0.0
   # Parameter groups (REFERENCE.md section 10, TSN column): first match wins.
   # Each rule: "name: regex on the '/'-joined param path | kinds (kernel,bias,bn or *) | lr_mult | wd_mult".
@@ -83,8 +86,18 @@ def get_config():
   c.train.keep_checkpoints = 3
   c.train.eval_every = -1  # steps; -1: only at the end
   c.train.eval_at_end = True
+  # Fine-tuning (e.g. Kinetics-400 -> UCF101): start from a vidjax workdir or a PyTorch checkpoint; the
+  # classifier 'fc' is re-initialised ("init", as the reference) or kept ("keep"); see train/finetune.py.
+  c.train.init_checkpoint = ""
+  c.train.init_head = "init"
+  c.train.init_source = "auto"
+  c.train.partial_bn = False  # TSN partial BN: freeze every BatchNorm but the one partial_bn_keep matches
+  c.train.partial_bn_keep = ""
+  c.train.remat = False  # recompute residual blocks in the backward pass: activation memory for ~1/3 compute
 
   c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1  # devices on the 'data' axis; -1: all
+  c.mesh.data = -1  # devices on the 'data' axis; -1: all that 'fsdp' leaves
+  c.mesh.fsdp = 1  # devices that share (shard) each large parameter (FSDP); 1: replicated parameters
+  c.mesh.fsdp_min_size = 2 ** 18  # state arrays with fewer elements stay replicated
 
   return c

@@ -21,13 +21,13 @@ def get_config():
   c.model.depth = 50
   c.model.stage_sizes = (1, 1, 1, 1)  # one bottleneck per stage
   c.model.width = 0.25  # 16..128 bottleneck channels
-  c.model.num_classes = 8
+  c.model.num_classes = 6
   c.model.dropout = 0.0
   c.model.shift = True
 
   c.data.dataset = "synthetic"
   c.data.synthetic = ml_collections.ConfigDict(dict(
-      num_train=2048, num_val=512, num_frames=8, height=32, width=32, num_classes=8, seed=0,
+      num_train=2048, num_val=512, num_frames=8, height=32, width=32, num_classes=6, seed=0,
       noise=6.0, jitter=0.5, motion=3.0, object_size=(0.12, 0.18)))
   c.data.num_segments = 8
   c.data.frames_per_segment = 1
@@ -41,7 +41,7 @@ def get_config():
 
   c.optim.lr = 0.05
   c.optim.batch_size = 16
-  c.optim.epochs = 20  # 128 steps per epoch: 2,560 steps
+  c.optim.epochs = 16  # 128 steps per epoch: 2,048 steps
   c.optim.warmup_epochs = 0.0
   c.optim.param_groups = ("bn: .* | bn | 1 | 0", "weight: .* | * | 1 | 1")
   c.optim.weight_decay = 1e-4

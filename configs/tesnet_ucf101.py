@@ -11,6 +11,14 @@ random position; dropout 0.5; SGD momentum 0.9, batch 32, weight decay 4e-5, lr 
 (flow), 30 epochs. The thesis divides the lr by 10 when the validation accuracy saturates; the vidjax
 schedule is warm-up + cosine (``optim``), which this config keeps. Test: 20 clips per video, fully
 convolutional (centre crop here).
+
+Input (``data.modality`` = ``model.modality``): RGB ``(N, 10, 299, 299, 3)``, flow ``(..., 2)`` or both
+``(..., 5)``. Flow = TV-L1 x/y grey JPEGs in each frame folder (``data.flow_template``, "" detects
+``flow_x_00001.jpg`` / ``x_00001.jpg``); flow of frame i = the motion i -> i + 1 (input_pipeline/sources/
+rawframes.py). Normalisation: Inception's mean = std = 0.5 for every channel (RGB and flow to [-1, 1]; for
+flow this equals the reference's rule mean 0.5, std = mean RGB std). The flow stream crops with TSN's flow
+scales (1, .875, .75) (``get_augmentation`` of the reference's Flow modality); the two-stream input shares
+one crop, with the RGB scales. A flipped clip's flow x is inverted (255 - x).
 """
 import ml_collections
 
@@ -40,9 +48,13 @@ def get_config(arg: str = "rgb"):
   c.data.crop_size = 299
   c.data.scale_size = 299
   c.data.flip = True
-  c.data.mean = (0.5, 0.5, 0.5)  # Inception preprocessing: [-1, 1]
-  c.data.std = (0.5, 0.5, 0.5)
-  c.data.modality = modality
+  channels = {"rgb": 3, "flow": 2, "rgb+flow": 5}[modality]
+  c.data.mean = (0.5,) * channels  # Inception preprocessing: [-1, 1] (flow: 128 = zero motion -> 0)
+  c.data.std = (0.5,) * channels
+  c.data.modality = modality  # rgb | flow | rgb+flow (must equal model.modality)
+  c.data.flow_template = ""  # "" = detect flow_{}_{:05d}.jpg (TSN) / {}_{:05d}.jpg (mmaction2)
+  if modality == "flow":
+    c.data.multi_scale = (1.0, 0.875, 0.75)
   c.data.test_crops = 1
   c.data.test_clips = 20
 

@@ -6,9 +6,17 @@ indexed by **step**. A resumed run therefore sees exactly the batches an uninter
 without checkpointing any iterator state: ``train_batches(config, start_step=k)`` starts at batch k.
 With several processes each one reads its own contiguous part of every global batch.
 
-Batches are dicts of host numpy arrays: ``video`` uint8 ``(B, F, H, W, 3)``, ``label`` int32 ``(B,)``;
-evaluation batches add a view axis: ``video`` ``(B, V, F, H, W, 3)``, plus ``index`` and ``mask``
+Batches are dicts of host numpy arrays: ``video`` uint8 ``(B, F, H, W, C)``, ``label`` int32 ``(B,)``;
+evaluation batches add a view axis: ``video`` ``(B, V, F, H, W, C)``, plus ``index`` and ``mask``
 (0 for padding of the last batch). Normalisation to float happens on the device.
+
+``C`` follows ``config.data.modality`` (``sources/rawframes.MODALITY_CHANNELS``): 3 for ``'rgb'`` (the
+default), 2 for ``'flow'`` (TV-L1 x, y), 5 for ``'rgb+flow'`` (R, G, B, flow x, flow y: the two-stream
+TeSNet input, thesis Fig. 3.4). Flow is read from the rawframes folders (``sources/rawframes.FlowFrames``, index
+convention there: flow of frame i = pair i, the motion from frame i to i + 1, clamped to the N - 1 pairs);
+a clip's RGB and flow share the crop and the flip, and a flipped clip's flow x is inverted (``255 - x``,
+TSN's ``GroupRandomHorizontalFlip(is_flow=True)``). ``data.flow_template`` names the flow files
+(``flow_{}_{:05d}.jpg``, ``{}_{:05d}.jpg``; "" = detect).
 """
 from __future__ import annotations
 
@@ -30,8 +38,38 @@ _log = logging.getLogger(__name__)
 __all__ = ["BadVideoError", "BadVideoLog", "BAD_VIDEOS"]
 
 
+def modality(config) -> str:
+  """``config.data.modality``: 'rgb' (default when the key is absent), 'flow' or 'rgb+flow'."""
+  from input_pipeline.sources.rawframes import MODALITY_CHANNELS
+  m = config.data.get("modality", "") or "rgb"
+  if m not in MODALITY_CHANNELS:
+    raise ValueError(f"config.data.modality={m!r}: use one of {', '.join(MODALITY_CHANNELS)}")
+  return m
+
+
+def num_channels(config) -> int:
+  from input_pipeline.sources.rawframes import MODALITY_CHANNELS
+  return MODALITY_CHANNELS[modality(config)]
+
+
 def build_source(config, split: str):
-  """The ClipSource of ``split`` ('train' or 'val') named by ``config.data.dataset``."""
+  """The ClipSource of ``split`` ('train' or 'val') named by ``config.data.dataset``; with
+  ``data.modality`` 'flow' or 'rgb+flow' wrapped in ``FlowFrames`` (frame-folder datasets only)."""
+  m = modality(config)
+  source = _build_source(config, split)
+  if m == "rgb":
+    return source
+  from input_pipeline.sources.rawframes import FlowFrames
+  d = config.data
+  if d.dataset in ("synthetic", "videos", "tfds") or d.get("prepared", ""):
+    what = f"{d.dataset!r}" + (" with data.prepared" if d.get("prepared", "") else "")
+    raise ValueError(f"config.data.modality={m!r} reads optical flow from frame folders (x/y JPEGs next to the "
+                     f"RGB frames); config.data.dataset={what} has none: use dataset 'rawframes' or a "
+                     f"benchmark (ucf101, hmdb51, ...) with extracted frames")
+  return FlowFrames(source, m, d.get("flow_template", "") or None)
+
+
+def _build_source(config, split: str):
   d = config.data
   if d.dataset == "synthetic":
     from input_pipeline.sources.synthetic import SyntheticMotion
@@ -101,17 +139,27 @@ def train_example(source, config, index: int, rng: np.random.Generator, bad: Bad
   is decoded (``transforms.ClipAugment``); the result equals ``train_augment`` of the decoded clip."""
   d = config.data
   index_fn = lambda f: sampling.clip_indices(f, d.num_segments, d.frames_per_segment, d.sampling, rng)
+  m = modality(config)
+  flow_x = {"rgb": None, "flow": 0, "rgb+flow": 3}[m]  # the channel a flip inverts
   if fused and getattr(source, "fused_frames", False):
-    make = lambda: transforms.ClipAugment(d.crop_size, rng, tuple(d.multi_scale), d.max_distort, d.flip)
+    augs = []
+
+    def make():
+      augs.append(transforms.ClipAugment(d.crop_size, rng, tuple(d.multi_scale), d.max_distort, d.flip))
+      return augs[-1]
+
     video, label = _read_clip(source, index, index_fn, bad, config, make)
+    if flow_x is not None and augs[-1].mirror:  # the last attempt made the clip
+      video = transforms.invert_flow_x(video, flow_x)
     return {"video": np.ascontiguousarray(video), "label": np.int32(label)}
   frames, label = _read_clip(source, index, index_fn, bad, config)
-  video = transforms.train_augment(frames, d.crop_size, rng, tuple(d.multi_scale), d.max_distort, d.flip)
+  video = transforms.train_augment(frames, d.crop_size, rng, tuple(d.multi_scale), d.max_distort, d.flip,
+                                   flow_x=flow_x)
   return {"video": video, "label": np.int32(label)}
 
 
 def eval_example(source, config, index: int, bad: BadVideoLog = BAD_VIDEOS):
-  """All test views of one video: ``(crops * clips, F, crop, crop, 3)``."""
+  """All test views of one video: ``(crops * clips, F, crop, crop, C)``."""
   d = config.data
   index_fn = lambda f: sampling.test_clip_indices(f, d.num_segments, d.frames_per_segment, d.sampling,
                                                   d.test_clips)
@@ -122,7 +170,7 @@ def eval_example(source, config, index: int, bad: BadVideoLog = BAD_VIDEOS):
     return empty_eval_example(config, index)
   clips, fpc = frames.shape[0], frames.shape[1]
   views = transforms.val_views(frames.reshape((-1,) + frames.shape[2:]), d.crop_size, d.scale_size,
-                               d.test_crops)  # (crops, clips * F, h, w, 3)
+                               d.test_crops)  # (crops, clips * F, h, w, C)
   views = views.reshape((views.shape[0], clips, fpc) + views.shape[2:]).reshape((-1, fpc) + views.shape[2:])
   return {"video": views, "label": np.int32(label), "index": np.int32(index), "mask": np.int32(1)}
 
@@ -130,7 +178,8 @@ def eval_example(source, config, index: int, bad: BadVideoLog = BAD_VIDEOS):
 def empty_eval_example(config, index: int = -1):
   """A masked-out placeholder (padding, or a video that could not be read)."""
   d = config.data
-  shape = (d.test_crops * d.test_clips, d.num_segments * d.frames_per_segment, d.crop_size, d.crop_size, 3)
+  shape = (d.test_crops * d.test_clips, d.num_segments * d.frames_per_segment, d.crop_size, d.crop_size,
+           num_channels(config))
   return {"video": np.zeros(shape, np.uint8), "label": np.int32(-1), "index": np.int32(index),
           "mask": np.int32(0)}
 

@@ -1,4 +1,7 @@
-"""Clip augmentation on uint8 ``(F, H, W, 3)`` arrays, the same for every frame of a clip.
+"""Clip augmentation on uint8 ``(F, H, W, C)`` arrays, the same for every frame of a clip.
+
+``C`` is 3 (RGB), 2 (optical flow x, y) or 5 (RGB + flow, ``sources/rawframes.FlowFrames``): crop,
+resize and flip treat every channel alike, so RGB and flow of a clip share one crop box and one flip.
 
 Mirrors the reference's TSN transforms (REFERENCE.md section 10):
 
@@ -8,6 +11,8 @@ Mirrors the reference's TSN transforms (REFERENCE.md section 10):
   points) on a grid of ``(W - w) // 4``.
 * ``resize``: PIL bilinear, as the reference resizes the crop to ``crop_size``.
 * ``three_crop_boxes``: ``GroupFullResSample`` — left, right, centre crops of the rescaled frame.
+* ``invert_flow_x``: ``GroupRandomHorizontalFlip(is_flow=True)`` — a mirrored flow x image is inverted,
+  ``255 - x`` (the horizontal motion changes sign; 128 is zero motion, so 128 becomes 127, as in TSN).
 Mean/std normalisation happens on the device inside the jitted step, not here.
 """
 from __future__ import annotations
@@ -39,11 +44,19 @@ def multi_scale_crop_box(image_w: int, image_h: int, crop_size: int, rng: np.ran
   return x, y, w, h
 
 
+def _resize_frame(f: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  if f.ndim == 2 or f.shape[-1] == 3:
+    return np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR))
+  # other channel counts (flow x/y, RGB + flow): band by band, the same pixels as PIL's RGB resize
+  return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(f[..., c])).resize(size, Image.BILINEAR))
+                   for c in range(f.shape[-1])], axis=-1)
+
+
 def resize(frames: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
-  """PIL bilinear resize of every frame."""
+  """PIL bilinear resize of every frame (any number of channels)."""
   if frames.shape[1] == out_h and frames.shape[2] == out_w:
     return frames
-  return np.stack([np.asarray(Image.fromarray(f).resize((out_w, out_h), Image.BILINEAR)) for f in frames])
+  return np.stack([_resize_frame(f, (out_w, out_h)) for f in frames])
 
 
 def resize_short_side(frames: np.ndarray, short: int) -> np.ndarray:
@@ -69,14 +82,27 @@ def three_crop_boxes(image_w: int, image_h: int, size: int):
   return [(0, 2 * hs, size, size), (4 * ws, 2 * hs, size, size), (2 * ws, 2 * hs, size, size)]
 
 
+def invert_flow_x(video: np.ndarray, channel: int) -> np.ndarray:
+  """``video`` with channel ``channel`` (flow x) replaced by ``255 - x``: the flow of a mirrored clip."""
+  video = np.array(video, copy=True)
+  video[..., channel] = 255 - video[..., channel]
+  return video
+
+
 def train_augment(frames: np.ndarray, crop_size: int, rng: np.random.Generator,
-                  scales=(1, .875, .75, .66), max_distort: int = 1, flip: bool = True) -> np.ndarray:
-  """Multi-scale crop -> resize to ``crop_size`` -> random horizontal flip (one draw per clip)."""
+                  scales=(1, .875, .75, .66), max_distort: int = 1, flip: bool = True,
+                  flow_x: int | None = None) -> np.ndarray:
+  """Multi-scale crop -> resize to ``crop_size`` -> random horizontal flip (one draw per clip).
+
+  ``flow_x``: the channel of the flow x component, if any; a flipped clip gets ``invert_flow_x``.
+  """
   h, w = frames.shape[1:3]
   x, y, cw, ch = multi_scale_crop_box(w, h, crop_size, rng, scales, max_distort)
   out = resize(crop(frames, x, y, cw, ch), crop_size, crop_size)
   if flip and rng.random() < 0.5:
     out = out[:, :, ::-1]
+    if flow_x is not None:
+      out = invert_flow_x(out, flow_x)
   return np.ascontiguousarray(out)
 
 
@@ -86,7 +112,8 @@ class ClipAugment:
   The first frame fixes the crop box and the flip (drawn from ``rng`` in the order ``train_augment``
   draws them), so ``np.stack([aug(f) for f in frames]) == train_augment(frames, ...)`` exactly. Sources
   that accept a ``frame_fn`` call it on each decoded frame: a frame is then converted to an array once,
-  at crop size, instead of decoded -> array -> PIL -> cropped and resized -> array.
+  at crop size, instead of decoded -> array -> PIL -> cropped and resized -> array. Grey images (flow)
+  give ``(h, w)`` arrays; ``mirror`` tells the caller to invert their x component (``invert_flow_x``).
   """
 
   def __init__(self, crop_size: int, rng: np.random.Generator, scales=(1, .875, .75, .66),
@@ -113,7 +140,7 @@ class ClipAugment:
 def val_views(frames: np.ndarray, crop_size: int, scale_size: int, num_crops: int = 1) -> np.ndarray:
   """Resize the short side to ``scale_size`` and take 1 (centre) or 3 (left/right/centre) crops.
 
-  Returns ``(num_crops, F, crop, crop, 3)``.
+  Returns ``(num_crops, F, crop, crop, C)``.
   """
   frames = resize_short_side(frames, scale_size)
   h, w = frames.shape[1:3]

@@ -47,6 +47,27 @@ def test_another_models_checkpoint_is_refused(tmp_path):
     loop.train_and_evaluate(other, str(tmp_path))
 
 
+def test_fine_tuning_from_another_run_with_partial_bn(tmp_path):
+  """Kinetics -> UCF101 in small (thesis section 5.5.1): another run's weights, a new 5-class fc, and
+  every BatchNorm but the first frozen (statistics and affine), as the reference's partial BN."""
+  loop.train_and_evaluate(tiny_config(**{"train.total_steps": 2}), str(tmp_path / "pre"))
+  pre, _ = checkpoint.restore_variables(str(tmp_path / "pre"))
+  c = tiny_config(**{"train.total_steps": 2, "model.num_classes": 5, "data.synthetic.num_classes": 5,
+                     "train.init_checkpoint": str(tmp_path / "pre"), "train.partial_bn": True,
+                     "train.partial_bn_keep": r"(^|/)stem/bn1/", "train.eval_at_end": False})
+  ft = loop.train_and_evaluate(c, str(tmp_path / "ft"))
+  params, stats = jax.device_get(ft["state"].params), jax.device_get(ft["state"].batch_stats)
+  assert params["head"]["fc"]["kernel"].shape[-1] == 5
+  # frozen BN: scale, bias and running statistics are still the pre-trained ones; the first BN moved
+  np.testing.assert_array_equal(params["layer2_0"]["bn1"]["scale"], pre["params"]["layer2_0"]["bn1"]["scale"])
+  np.testing.assert_array_equal(stats["layer2_0"]["bn1"]["mean"], pre["batch_stats"]["layer2_0"]["bn1"]["mean"])
+  assert np.abs(stats["stem"]["bn1"]["mean"] - pre["batch_stats"]["stem"]["bn1"]["mean"]).max() > 0
+  assert np.abs(params["layer2_0"]["conv1"]["kernel"] - pre["params"]["layer2_0"]["conv1"]["kernel"]).max() > 0
+  c.train.partial_bn_keep = ""
+  with pytest.raises(ValueError, match="partial_bn_keep"):
+    loop.train_and_evaluate(c, str(tmp_path / "ft2"))
+
+
 def _env():
   # share the compilation cache of conftest.py with the subprocesses
   env = dict(os.environ)

@@ -1,17 +1,67 @@
-"""Helpers that read a config: the model's input shape, the compute dtype."""
+"""Helpers that read a config: the model's input shape and channels, the compute dtype."""
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 
 def frames_per_clip(config) -> int:
   return int(config.data.num_segments) * int(config.data.frames_per_segment)
 
 
+def modality(config) -> str:
+  """``config.data.modality`` ('rgb' when absent, 'flow', 'rgb+flow'); a ``config.model.modality`` (TeSNet)
+  must agree with it, since the model's streams split the channels the pipeline delivers."""
+  from input_pipeline.sources.rawframes import MODALITY_CHANNELS
+  data = config.data.get("modality", "") or "rgb"
+  model = config.get("model", {}).get("modality", "") or ""
+  if data not in MODALITY_CHANNELS:
+    raise ValueError(f"config.data.modality={data!r}: use one of {', '.join(MODALITY_CHANNELS)}")
+  if model and model != data:
+    raise ValueError(f"config.model.modality={model!r} but config.data.modality={data!r}: set both "
+                     f"(--config.data.modality={model})")
+  return data
+
+
+def input_channels(config) -> int:
+  """3 (RGB), 2 (optical flow x, y) or 5 (RGB + flow) by ``config.data.modality``."""
+  from input_pipeline.sources.rawframes import MODALITY_CHANNELS
+  return MODALITY_CHANNELS[modality(config)]
+
+
 def input_shape(config, batch: int = 1) -> tuple[int, int, int, int, int]:
-  """``(N, F, H, W, 3)`` of the clips the model is fed (F = segments x frames per segment)."""
+  """``(N, F, H, W, C)`` of the clips the model is fed (F = segments x frames per segment, C =
+  ``input_channels``)."""
   s = int(config.data.crop_size)
-  return (batch, frames_per_clip(config), s, s, 3)
+  return (batch, frames_per_clip(config), s, s, input_channels(config))
+
+
+FLOW_MEAN = 0.5  # JPEG 128 (of 255) is zero motion
+
+
+def channel_stats(mean, std, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """Per-channel ``(mean, std)`` for an input of ``channels`` channels, in [0, 1] units.
+
+  ``mean`` / ``std`` give one entry per channel (3 RGB, 2 flow x/y, 5 RGB then flow x/y), or the 3 RGB
+  entries for a flow input (2 or 5 channels): the flow entries are then derived as the reference
+  derives them for its ``Flow`` modality (busy-quiet-net / TSM ``ops/models.py``: ``input_mean = [0.5]``,
+  ``input_std = [np.mean(rgb_std)]``): mean 0.5 (zero motion), std the mean of the RGB stds. With the
+  ImageNet std that is 0.226; with Inception's 0.5 the flow maps to [-1, 1] as the RGB does.
+  """
+  mean, std = tuple(float(m) for m in np.ravel(mean)), tuple(float(s) for s in np.ravel(std))
+  if len(mean) == 1 and len(std) == 1:  # one value for every channel
+    return mean * channels, std * channels
+  if len(mean) != len(std):
+    raise ValueError(f"config.data.mean has {len(mean)} entries and data.std {len(std)}: give one per channel")
+  if len(mean) == channels:
+    return mean, std
+  if len(mean) == 3 and channels in (2, 5):
+    flow_mean, flow_std = (FLOW_MEAN,) * 2, (sum(std) / 3.0,) * 2
+    if channels == 2:
+      return flow_mean, flow_std
+    return mean + flow_mean, std + flow_std
+  raise ValueError(f"config.data.mean/std have {len(mean)} entries for a {channels}-channel input: give "
+                   f"{channels} (one per channel), or 3 RGB ones for a flow input (flow stats derived)")
 
 
 def compute_dtype(config):

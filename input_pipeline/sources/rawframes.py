@@ -8,6 +8,27 @@ frame k (0-based) of a video is ``root/path/template.format(k + 1)``, ``img_{:05
 Bad input (sources/base.py): a missing or empty folder raises ``BadVideoError`` (the loader skips the
 video); a folder with fewer frames than its list entry says is padded with its last frame (the clip is
 sampled from the list's count, as the reference does, and indices past the real end are clamped).
+
+Optical flow (thesis section 3.2.3, Fig. 3.4, the temporal stream of the two-stream TeSNet): TV-L1 flow
+stored TSN-style as two grey JPEGs per frame pair in the video's frame folder, next to ``img_00001.jpg``.
+``flow_template`` has two fields, the axis (``x`` / ``y``) and the 1-based pair number, as the
+TSN/TSM/MMAction loaders format it (``template.format('x', k)``): ``flow_{}_{:05d}.jpg`` (TSN, TSM,
+denseflow: ``flow_x_00001.jpg``) or ``{}_{:05d}.jpg`` (mmaction2: ``x_00001.jpg``); ``None`` detects
+one of ``FLOW_TEMPLATES`` per folder. A value of 128 is zero motion (the extractor maps
+``[-bound, bound]`` pixels to ``[0, 255]``).
+
+Index convention: flow pair ``k`` (0-based; files ``flow_x_{k+1:05d}.jpg`` / ``flow_y_...``) is the motion
+from frame ``k`` to frame ``k + 1``, so a folder of N frames has N - 1 pairs. ``FlowFrames`` reads
+
+* ``modality='rgb+flow'``: the clip's RGB frame indices are sampled from the N frames as for RGB, and
+  the flow of frame ``i`` is pair ``min(i, N - 2)`` (the last frame has no successor; it takes the last
+  pair), so every channel of a frame comes from the same moment;
+* ``modality='flow'``: indices are sampled from the N - 1 pairs, as the author's loader does (its list
+  count is the RGB count and ``Flow`` uses ``num_frames - 1``; busy-quiet-net ``ops/dataset.py``).
+
+A list count that already counts pairs (mmaction2 flow lists) only costs the last pair. A folder with
+fewer pairs than that repeats its last pair (``padded``, as for RGB frames); a folder without flow, or
+with a hole, raises ``BadVideoError`` naming the folder and the expected files (the loader skips it).
 """
 from __future__ import annotations
 
@@ -22,6 +43,10 @@ from input_pipeline.sources.base import (BAD_VIDEOS, BadVideoError, BadVideoLog,
 
 FRAME_TEMPLATES = ("img_{:05d}.jpg", "{:05d}.jpg", "image_{:05d}.jpg", "frame{:06d}.jpg", "frame_{:05d}.jpg",
                    "img_{:06d}.jpg", "{:06d}.jpg", "img_{:05d}.png", "{:05d}.png")
+FLOW_TEMPLATES = ("flow_{}_{:05d}.jpg", "{}_{:05d}.jpg", "flow_{}_{:06d}.jpg", "{}_{:06d}.jpg")
+FLOW_AXES = ("x", "y")
+# Input channels of each ``config.data.modality``: RGB, the flow x/y pair, or both (RGB first).
+MODALITY_CHANNELS = {"rgb": 3, "flow": 2, "rgb+flow": 5}
 
 
 def short_side_size(w: int, h: int, short: int) -> tuple[int, int]:
@@ -31,24 +56,25 @@ def short_side_size(w: int, h: int, short: int) -> tuple[int, int]:
   return short, int(round(h * short / w))
 
 
-def decode_image(fp, short_side: int = 0, frame_fn=None) -> np.ndarray:
-  """An RGB uint8 frame from a JPEG/PNG path or file object, optionally rescaled to ``short_side``.
+def decode_image(fp, short_side: int = 0, frame_fn=None, mode: str = "RGB") -> np.ndarray:
+  """A uint8 frame from a JPEG/PNG path or file object, optionally rescaled to ``short_side``.
 
-  When the stored frame is at least twice the requested size, libjpeg's DCT scaling (``draft``) decodes
-  it at 1/2, 1/4 or 1/8 size first, which is several times faster than a full decode. ``frame_fn``
-  (e.g. ``transforms.ClipAugment``) maps the decoded PIL image to the returned array.
+  ``mode``: ``'RGB'`` (``(H, W, 3)``) or ``'L'`` (grey ``(H, W)``, the flow JPEGs). When the stored frame
+  is at least twice the requested size, libjpeg's DCT scaling (``draft``) decodes it at 1/2, 1/4 or 1/8
+  size first, which is several times faster than a full decode. ``frame_fn`` (e.g.
+  ``transforms.ClipAugment``) maps the decoded PIL image to the returned array.
   """
   with Image.open(fp) as im:
     if short_side and min(im.size) != short_side:
       size = short_side_size(im.size[0], im.size[1], short_side)
-      im.draft("RGB", size)
-      im = im.convert("RGB")
+      im.draft(mode, size)
+      im = im.convert(mode)
       if im.size != size:
         im = im.resize(size, Image.BILINEAR)
     else:
       im.load()
-      if im.mode != "RGB":
-        im = im.convert("RGB")
+      if im.mode != mode:
+        im = im.convert(mode)
     return frame_fn(im) if frame_fn is not None else np.asarray(im)
 
 
@@ -181,9 +207,209 @@ class RawFrames:
 
   fused_frames = True  # load_clip takes a frame_fn (pipeline.train_example)
 
+  def frame_folder(self, index: int) -> tuple[str, int]:
+    """``(folder, listed frame count)`` of video ``index`` (used by ``FlowFrames``)."""
+    return os.path.join(self.root, self.records[index][0]), self.records[index][1]
+
   def load_clip(self, index, index_fn, frame_fn=None):
     path, num_frames, _ = self.records[index]
     folder = os.path.join(self.root, path)
     if num_frames < 1:
       raise BadVideoError(folder, f"the list says it has {num_frames} frames")
     return self.reader.load(folder, index_fn, num_frames, frame_fn)
+
+
+def check_flow_template(template: str) -> str:
+  """``template`` formats an axis and a pair number into two different file names, or ValueError."""
+  try:
+    x, y = (template.format(a, 1) for a in FLOW_AXES)
+  except (IndexError, KeyError, ValueError) as e:
+    raise ValueError(f"config.data.flow_template {template!r} must have two fields, the axis and the 1-based "
+                     f"pair number, e.g. 'flow_{{}}_{{:05d}}.jpg' or '{{}}_{{:05d}}.jpg' ({e})") from None
+  if x == y or template.format("x", 1) == template.format("x", 2):
+    raise ValueError(f"config.data.flow_template {template!r} must name the axis first and the pair number "
+                     f"second, e.g. 'flow_{{}}_{{:05d}}.jpg' (flow_x_00001.jpg)")
+  return template
+
+
+def _flow_names(template: str, k: int) -> tuple[str, str]:
+  """File names of the x and y images of 0-based flow pair ``k``."""
+  return template.format("x", k + 1), template.format("y", k + 1)
+
+
+def _expected(template: str) -> str:
+  x, y = _flow_names(template, 0)
+  return f"{x} + {y}, {_flow_names(template, 1)[0]} + ..."
+
+
+class FlowFolderReader:
+  """Reads optical-flow pairs (x and y grey JPEGs) of frame folders: ``(..., H, W, 2)`` uint8 (x, y)."""
+
+  def __init__(self, template: Optional[str] = None, short_side: int = 0, log: BadVideoLog = BAD_VIDEOS):
+    self.template = check_flow_template(template) if template else None
+    self.short_side, self.log = short_side, log
+    self._detected: Optional[str] = None
+    self._actual: dict[str, int] = {}  # folders found with fewer pairs than expected (or counted)
+
+  def template_of(self, folder: str) -> str:
+    if self.template:
+      return self.template
+    t = self._detected
+    if t is None or not all(os.path.isfile(os.path.join(folder, n)) for n in _flow_names(t, 0)):
+      t = next((c for c in FLOW_TEMPLATES
+                if all(os.path.isfile(os.path.join(folder, n)) for n in _flow_names(c, 0))), None)
+      if t is None:
+        raise BadVideoError(folder, "no optical-flow frames: expected x/y JPEG pairs named like "
+                            f"{' or '.join(_expected(c) for c in FLOW_TEMPLATES[:2])} next to the RGB frames",
+                            "extract TV-L1 flow into the frame folder (denseflow, mmaction2 extract_frames), "
+                            "set config.data.flow_template, or remove the video from the list")
+      self._detected = t
+    return t
+
+  def count(self, folder: str, template: Optional[str] = None) -> tuple[int, int]:
+    """Consecutive x and y images ``1..n`` present in ``folder``."""
+    template = template or self.template_of(folder)
+    try:
+      names = set(os.listdir(folder))
+    except OSError:
+      return 0, 0
+    counts = []
+    for a in FLOW_AXES:
+      n = 0
+      while template.format(a, n + 1) in names:
+        n += 1
+      counts.append(n)
+    return counts[0], counts[1]
+
+  def num_pairs(self, folder: str) -> int:
+    """Pairs with both images present (counted once per folder)."""
+    if folder not in self._actual:
+      self._actual[folder] = min(self.count(folder))
+    return self._actual[folder]
+
+  def load(self, folder: str, idx, num_pairs: int, frame_fn=None) -> np.ndarray:
+    """Flow pairs ``idx`` (clamped to ``num_pairs - 1``, then to the folder's real count): ``idx.shape +
+    (H, W, 2)``. ``frame_fn`` maps each decoded grey PIL image to an ``(h, w)`` array."""
+    if not os.path.isdir(folder):
+      raise BadVideoError(folder, "frame folder is missing", "extract its frames or remove it from the list")
+    template = self.template_of(folder)
+    idx = np.minimum(np.asarray(idx), max(num_pairs, 1) - 1)
+    real = self._actual.get(folder)
+    if real is not None and 0 < real < max(num_pairs, 1):
+      idx = np.minimum(idx, real - 1)
+    cache = {}
+    for k in np.unique(idx):
+      k = int(k)
+      planes = []
+      for name in _flow_names(template, k):
+        fp = os.path.join(folder, name)
+        try:
+          planes.append(decode_image(fp, self.short_side, frame_fn, mode="L"))
+        except FileNotFoundError:
+          cx, cy = self.count(folder, template)
+          if min(cx, cy) < 1:
+            raise BadVideoError(folder, f"no optical-flow frames: expected {_expected(template)} (flow template "
+                                f"{template!r}, N - 1 pairs for N frames)",
+                                "extract TV-L1 flow into the frame folder or set config.data.flow_template"
+                                ) from None
+          if k < max(cx, cy):
+            raise BadVideoError(fp, f"flow image is missing, but the folder's {'xy'[cy > cx]} images go on to "
+                                f"{template.format('xy'[cy > cx], max(cx, cy))}",
+                                "re-extract the flow or remove the video from the list") from None
+          self._actual[folder] = min(cx, cy)
+          self.log.note(folder, f"{folder}: {num_pairs} flow pairs expected ({template!r}; frames - 1), the "
+                        f"folder has {min(cx, cy)}: pairs past {min(cx, cy)} repeat the last one", "padded")
+          return self.load(folder, np.minimum(idx, min(cx, cy) - 1), num_pairs, frame_fn)
+        except (OSError, ValueError) as e:
+          raise BadVideoError(fp, f"cannot read flow image ({e.__class__.__name__}: {e})",
+                              "re-extract the flow or remove the video from the list") from None
+      cache[k] = np.stack(planes, axis=-1)
+    first = cache[int(idx.flat[0])]
+    return np.stack([cache[int(k)] for k in idx.reshape(-1)]).reshape(idx.shape + first.shape)
+
+
+class _SameSize:
+  """The per-frame function of one clip, checking that RGB and flow frames have one size (a shared crop
+  box needs it); without ``fn`` it returns the frame as an array."""
+
+  def __init__(self, fn, folder: str):
+    self.fn, self.folder, self.size = fn, folder, None
+
+  def __call__(self, im):
+    if self.size is None:
+      self.size = im.size
+    elif im.size != self.size:
+      raise BadVideoError(self.folder, f"its RGB and flow frames differ in size ({self.size[0]}x{self.size[1]} "
+                          f"vs {im.size[0]}x{im.size[1]}); a clip needs one crop for both",
+                          "extract both at one size, or set config.data.short_side to rescale them")
+    return self.fn(im) if self.fn is not None else np.asarray(im)
+
+
+class FlowFrames:
+  """A ClipSource of flow (``modality='flow'``, ``(..., H, W, 2)``) or RGB + flow (``'rgb+flow'``,
+  ``(..., H, W, 5)``: R, G, B, flow x, flow y) clips over a source of frame folders.
+
+  ``source``: ``RawFrames`` or a named benchmark's ``layout.EntrySource`` of frame folders (any source
+  with ``frame_folder(i) -> (folder, listed count)`` or ``entries[i].path / .num_frames``). RGB frames
+  are read by ``source``; flow indices follow the module docstring's convention. One ``frame_fn`` (the
+  clip's ``transforms.ClipAugment``) serves both, so RGB and flow share the crop box and the flip; the
+  pipeline inverts flow x of flipped clips (``transforms.invert_flow_x``).
+  """
+
+  fused_frames = True  # load_clip takes a frame_fn (pipeline.train_example)
+
+  def __init__(self, source, modality: str, template: Optional[str] = None, log: BadVideoLog = BAD_VIDEOS):
+    if modality not in ("flow", "rgb+flow"):
+      raise ValueError(f"FlowFrames reads modality 'flow' or 'rgb+flow', got {modality!r}")
+    self.source, self.modality = source, modality
+    reader = getattr(source, "reader", None) or getattr(source, "frames", None)
+    short = getattr(reader, "short_side", getattr(source, "short_side", 0))
+    self.flow = FlowFolderReader(template, short, log)
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getattr__(self, name):  # label, video_id, class_names, ... of the wrapped source
+    if name in ("source", "__getstate__", "__setstate__"):
+      raise AttributeError(name)
+    return getattr(self.source, name)
+
+  def __repr__(self):
+    return f"FlowFrames({self.modality}, {self.source!r})"
+
+  def frame_folder(self, index: int) -> tuple[str, int]:
+    s = self.source
+    if hasattr(s, "frame_folder"):
+      return s.frame_folder(index)
+    if hasattr(s, "entries"):
+      e = s.entries[index]
+      return e.path, e.num_frames
+    raise TypeError(f"{s!r} has no frame folders; optical flow is read from rawframes folders "
+                    f"(config.data.dataset 'rawframes' or a benchmark with extracted frames)")
+
+  def load_clip(self, index, index_fn, frame_fn=None):
+    folder, listed = self.frame_folder(index)
+    if not os.path.isdir(folder):
+      problem = "is a video file: optical flow is read from frame folders" if os.path.exists(folder) else \
+          "frame folder is missing"
+      raise BadVideoError(folder, problem, f"extract its frames and flow ({_expected(FLOW_TEMPLATES[0])}) "
+                          "or remove it from the list")
+    fn = _SameSize(frame_fn, folder)
+    if self.modality == "flow":
+      pairs = listed - 1 if listed > 0 else self.flow.num_pairs(folder)
+      if pairs < 1:
+        raise BadVideoError(folder, f"{'the list gives it one frame' if listed > 0 else 'no flow pairs'}: "
+                            f"no optical flow ({_expected(self.flow.template_of(folder))})",
+                            "remove it from the list")
+      return self.flow.load(folder, np.asarray(index_fn(pairs)), pairs, fn)
+    got = []
+
+    def rgb_index_fn(n):
+      idx = np.asarray(index_fn(n))
+      got.append((n, idx))
+      return idx
+
+    rgb = self.source.load_clip(index, rgb_index_fn, fn)
+    n, idx = got[0]
+    flow = self.flow.load(folder, idx, n - 1, fn)
+    return np.concatenate([rgb, flow], axis=-1)

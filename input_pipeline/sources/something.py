@@ -7,7 +7,8 @@ to 4 folders below ``config.data.root``; other templates (``img_00001.jpg`` ...)
 
 Class indices: the label file's names in alphabetical order, as the reference (its
 ``tools/gen_label_sthv1.py`` sorts them before numbering). The 174 names are read from the user's label
-file at run time (not shipped). Horizontal flips are off in the Something-Something configs.
+file at run time; ``labels/something_v1.txt`` ships the same 174 names in that sorted order (for
+``predict.py``). Horizontal flips are off in the Something-Something configs.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Built-in motion dataset: the class of a clip is defined only by how an object moves.
 
-A textured object (disc, square or triangle, its own random texture and colour) moves over a textured
+A textured object (ellipse, rectangle or triangle, its own random texture and colour) moves over a textured
 static background, with camera jitter and sensor noise. The eight classes are
 
     0 left   1 right   2 up   3 down   4 approach (grows)   5 recede (shrinks)
@@ -25,6 +25,7 @@ import numpy as np
 CLASS_NAMES = ("move left", "move right", "move up", "move down", "approach", "recede",
                "rotate clockwise", "rotate counter-clockwise")
 _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+MAX_TURN = np.pi / 6  # radians per frame: a quarter of the 120-degree symmetry of the triangle
 
 
 def _smooth_texture(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
@@ -53,7 +54,8 @@ class SyntheticMotion:
     seed: dataset seed.
     noise: std of the Gaussian sensor noise (in [0, 255] units).
     jitter: maximum camera shake in pixels per frame.
-    motion: scales the per-frame speed, growth and rotation (1: 2.5-4.5 % of the frame per frame).
+    motion: scales the per-frame speed, growth and rotation (1: 2.5-4.5 % of the frame per frame;
+      rotation is capped at ``MAX_TURN`` per frame so that its direction stays unambiguous).
     object_size: range of the object's radius at the middle frame, as a fraction of the frame.
   """
   num_videos: int = 1024
@@ -113,7 +115,7 @@ class SyntheticMotion:
     texture = rng.random((tex_size, tex_size, 3))  # fine, high-contrast object texture
     tint = rng.random(3)
     texture = np.clip(0.5 * texture + 0.5 * tint, 0, 1)
-    shape = rng.integers(3)  # 0 disc, 1 square, 2 triangle
+    shape = rng.integers(3)  # 0 ellipse, 1 rectangle (both 2:1: a disc or a square hides its turn), 2 triangle
 
     base = min(h, w)
     size = base * rng.uniform(*self.object_size)  # object radius at the middle frame
@@ -140,10 +142,16 @@ class SyntheticMotion:
       growth = rng.uniform(0.04, 0.06) * self.motion * (1.0 if label == 4 else -1.0)
       radius = size * np.exp(growth * t)
     if label in (6, 7):
-      omega = rng.uniform(0.18, 0.3) * self.motion * (-1.0 if label == 6 else 1.0)  # clockwise = decreasing angle (y down)
+      # A triangle looks the same after 120 degrees, so a turn of +-60 degrees per frame is ambiguous (the
+      # wagon-wheel effect): ``motion`` scales the turn rate up to MAX_TURN, never beyond.
+      omega = min(rng.uniform(0.18, 0.3) * self.motion, MAX_TURN)
+      omega *= -1.0 if label == 6 else 1.0  # clockwise = decreasing angle (y down)
       angle = angle[0] + omega * t
     shake = rng.uniform(-self.jitter, self.jitter, size=(f, 2))
 
+    # Texture cells of ~2.5 px across the object: finer cells alias into noise on a small object and
+    # hide its rotation.
+    cells = int(np.clip(round(2 * size / 2.5), 3, tex_size))
     yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
     frames = np.empty((f, h, w, 3), np.float64)
     for i in range(f):
@@ -154,13 +162,13 @@ class SyntheticMotion:
       ca, sa = np.cos(angle[i]), np.sin(angle[i])
       u, v = ca * dx + sa * dy, -sa * dx + ca * dy
       if shape == 0:
-        mask = u * u + v * v <= 1.0
+        mask = u * u + (2.0 * v) ** 2 <= 1.0
       elif shape == 1:
-        mask = (np.abs(u) <= 0.8) & (np.abs(v) <= 0.8)
+        mask = (np.abs(u) <= 0.9) & (np.abs(v) <= 0.45)
       else:
         mask = (v <= 0.7) & (v >= 1.4 * np.abs(u) - 0.9)
-      ti = np.clip(((v + 1) / 2 * (tex_size - 1)).round().astype(int), 0, tex_size - 1)
-      tj = np.clip(((u + 1) / 2 * (tex_size - 1)).round().astype(int), 0, tex_size - 1)
+      ti = np.clip(np.floor((v + 1) / 2 * cells).astype(int), 0, cells - 1)
+      tj = np.clip(np.floor((u + 1) / 2 * cells).astype(int), 0, cells - 1)
       frame[mask] = texture[ti[mask], tj[mask]]
       frames[i] = frame
     frames = frames * 255.0 + rng.normal(0.0, self.noise, frames.shape)
@@ -172,9 +180,30 @@ def _write_list(path: str, rows: list[str]) -> None:
     fh.write("\n".join(rows) + "\n")
 
 
+def crude_flow(video: np.ndarray, bound: float = 20.0) -> np.ndarray:
+  """A crude optical flow of a uint8 clip ``(F, H, W, 3)`` -> uint8 ``(F - 1, H, W, 2)`` (x, y), for tests.
+
+  NOT TV-L1: the *normal flow* of brightness constancy, ``-I_t grad(I) / (|grad(I)|^2 + 25)`` on the grey
+  frames (the motion component along the image gradient; pair k is the motion from frame k to k + 1),
+  stored as the flow extractors store flow: ``[-bound, bound]`` pixels -> ``[0, 255]``, 128 = no motion.
+  """
+  g = video.astype(np.float64).mean(axis=-1)
+  out = np.empty((max(len(g) - 1, 0),) + g.shape[1:] + (2,), np.uint8)
+  for k in range(len(out)):
+    gy, gx = np.gradient((g[k] + g[k + 1]) / 2.0)
+    scale = -(g[k + 1] - g[k]) / (gx * gx + gy * gy + 25.0)
+    for c, d in enumerate((gx, gy)):
+      out[k, ..., c] = np.round((np.clip(scale * d, -bound, bound) + bound) * 255.0 / (2 * bound))
+  return out
+
+
 def write_rawframes(source: SyntheticMotion, root: str, list_file: str,
-                    template: str = "img_{:05d}.jpg", quality: int = 95) -> str:
-  """Writes TSN/MMAction rawframes: ``root/<id>/img_00001.jpg`` and ``path num_frames label`` lines."""
+                    template: str = "img_{:05d}.jpg", quality: int = 95, flow_template: str = "") -> str:
+  """Writes TSN/MMAction rawframes: ``root/<id>/img_00001.jpg`` and ``path num_frames label`` lines.
+
+  ``flow_template`` (e.g. ``flow_{}_{:05d}.jpg``): also writes the N - 1 flow pairs of each N-frame video
+  as x/y grey JPEGs in the same folder, computed by ``crude_flow`` (a stand-in for TV-L1, for tests).
+  """
   from PIL import Image
   os.makedirs(root, exist_ok=True)
   rows = []
@@ -184,6 +213,11 @@ def write_rawframes(source: SyntheticMotion, root: str, list_file: str,
     os.makedirs(folder, exist_ok=True)
     for k, frame in enumerate(item["video"]):
       Image.fromarray(frame).save(os.path.join(folder, template.format(k + 1)), quality=quality)
+    if flow_template:
+      for k, flow in enumerate(crude_flow(item["video"])):
+        for c, axis in enumerate("xy"):
+          Image.fromarray(np.ascontiguousarray(flow[..., c])).save(
+              os.path.join(folder, flow_template.format(axis, k + 1)), quality=quality)
     rows.append(f"{item['id']} {len(item['video'])} {item['label']}")
   _write_list(list_file, rows)
   return list_file

@@ -20,6 +20,9 @@ PyTorch port). That network, rebuilt here:
   is temporally shifted, 1/``shift_div`` (8) of the channels each way, zero at clip ends; the identity path
   is not shifted. 10 of the 17 blocks qualify (blocks 3, 5, 6, 8, 9, 10, 12, 13, 15, 16, 1-based).
 
+The depthwise 3x3 convs are :class:`vidjax.ops.depthwise.DepthwiseConv` (the parameters and MAC count
+of ``nn.Conv(feature_group_count=C)``; shifted slices on a CPU, where XLA's grouped conv is very slow).
+
 Frames are folded into the batch, ``(N*T, H, W, C)`` with the T frames of a clip contiguous.
 Init (tonylins / TSM ``_initialize_weights``): conv ``N(0, sqrt(2 / (k*k*out_channels)))`` = kaiming
 normal fan_out (also for depthwise convs: PyTorch's fan_out is ``out_channels * k * k``); BN 1/0; the TSN
@@ -41,7 +44,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vidjax.backbones.layers import Classifier, batch_norm, conv, segment_consensus
+from vidjax.backbones.layers import Classifier, batch_norm, conv, kaiming_fan_out, segment_consensus
+from vidjax.ops.depthwise import DepthwiseConv
 from vidjax.ops.temporal_shift import temporal_shift
 
 # (expansion t, channels c, repeats n, first stride s): MobileNetV2 paper, Table 2.
@@ -101,7 +105,8 @@ class InvertedResidual(nn.Module):
         h = temporal_shift(h, self.num_frames, self.shift_div)
       h = conv(hidden, 1, name="expand_conv", dtype=self.dtype)(h)
       h = relu6(batch_norm(train, name="expand_bn", dtype=self.dtype)(h))
-    h = conv(hidden, 3, self.stride, 1, groups=hidden, name="dw_conv", dtype=self.dtype)(h)
+    h = DepthwiseConv(hidden, (3, 3), self.stride, 1, use_bias=False, kernel_init=kaiming_fan_out,
+                      dtype=self.dtype, name="dw_conv")(h)
     h = relu6(batch_norm(train, name="dw_bn", dtype=self.dtype)(h))
     h = conv(self.out_ch, 1, name="project_conv", dtype=self.dtype)(h)
     h = batch_norm(train, name="project_bn", dtype=self.dtype)(h)

@@ -102,6 +102,7 @@ class TSMResNet(nn.Module):
   zero_init_residual: bool = False
   insert: Sequence[tuple[int, int, Callable[..., nn.Module]]] = ()
   dtype: Any = jnp.float32
+  remat: bool = False  # recompute each bottleneck in the backward pass (memory for compute)
 
 
   @nn.compact
@@ -119,8 +120,9 @@ class TSMResNet(nn.Module):
 
   def stages(self, x, t: int, train: bool):
     inserts = {(s, b): f for s, b, f in self.insert}
+    block = nn.remat(Bottleneck, static_argnums=(2,)) if self.remat else Bottleneck  # (self, x, train)
     for s, b, planes, stride, down in stage_layout(self.depth, self.width, self.stage_sizes):
-      x = Bottleneck(planes, stride, t, self.shift_div, down, self.zero_init_residual, dtype=self.dtype,
+      x = block(planes, stride, t, self.shift_div, down, self.zero_init_residual, dtype=self.dtype,
                      name=f"layer{s}_{b}")(x, train)
       if (s, b) in inserts:
         x = inserts[(s, b)](x.shape[-1], f"layer{s}_{b}_attn")(x, num_frames=t, train=train)

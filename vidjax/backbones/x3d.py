@@ -36,6 +36,11 @@ what BQN-X3D's heads use: ``AdaptiveAvgPool3d(1)``) is the global average; pass
 setting tests at the training crop, where both agree. Params and MACs do not depend on the choice at the
 training size.
 
+The two depthwise convs (``stem/conv_t``, every block's ``conv_b``) are
+:class:`vidjax.ops.depthwise.DepthwiseConv`: the parameters of ``nn.Conv(feature_group_count=C)``, run as a
+sum of shifted slices on a CPU (XLA's grouped conv is very slow there) and as ``lax.conv`` elsewhere; they
+count as conv MACs exactly as the ``nn.Conv`` did.
+
 Initialisation (pytorchvideo ``init_net_weights``, style 'resnet'): every conv ``kaiming_normal(fan_out,
 relu)`` bias 0 (SE convs too), every BN gamma 1 beta 0 except ``norm_c`` (gamma 0), Linear ``N(0, 0.01)``
 bias 0. BN: eps 1e-5, PyTorch momentum 0.1.
@@ -63,7 +68,8 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vidjax.backbones.layers import batch_norm, conv
+from vidjax.backbones.layers import batch_norm, conv, kaiming_fan_out
+from vidjax.ops.depthwise import DepthwiseConv
 
 # Canonical inputs (clip length, crop) and depth factors of the X3D family (pytorchvideo hub builders;
 # the author's ``x3d_l`` uses crop 256 instead of 312).
@@ -183,8 +189,8 @@ class X3DStem(nn.Module):
   def __call__(self, x, train: bool = False):
     x = conv(self.features, (1, 3, 3), (1, 2, 2), (0, 1, 1), name="conv_xy", dtype=self.dtype)(x)
     kt = self.temporal_kernel
-    x = conv(self.features, (kt, 1, 1), 1, (kt // 2, 0, 0), groups=self.features, name="conv_t",
-             dtype=self.dtype)(x)
+    x = DepthwiseConv(self.features, (kt, 1, 1), 1, (kt // 2, 0, 0), use_bias=False,
+                      kernel_init=kaiming_fan_out, dtype=self.dtype, name="conv_t")(x)
     return nn.relu(batch_norm(train, name="norm", dtype=self.dtype)(x))
 
 
@@ -220,8 +226,8 @@ class X3DBlock(nn.Module):
     kernel = tuple(self.kernel)
     h = conv(self.dim_inner, (1, 1, 1), name="conv_a", dtype=self.dtype)(x)
     h = nn.relu(batch_norm(train, name="norm_a", dtype=self.dtype)(h))
-    h = conv(self.dim_inner, kernel, stride, tuple(k // 2 for k in kernel), groups=self.dim_inner,
-             name="conv_b", dtype=self.dtype)(h)
+    h = DepthwiseConv(self.dim_inner, kernel, stride, tuple(k // 2 for k in kernel), use_bias=False,
+                      kernel_init=kaiming_fan_out, dtype=self.dtype, name="conv_b")(h)
     h = batch_norm(train, name="norm_b", dtype=self.dtype)(h)
     if self.use_se:
       se_dim = self.se_dim if self.se_dim is not None else round_width(self.dim_inner, SE_RATIO)
@@ -290,6 +296,7 @@ class X3D(nn.Module):
   head_pool: Optional[Sequence[int]] = None
   head_dim_out: int = HEAD_DIM_OUT
   dtype: Any = jnp.float32
+  remat: bool = False  # recompute each block in the backward pass (memory for compute)
 
   @nn.compact
   def __call__(self, video, train: bool = False, return_features: bool = False):
@@ -299,9 +306,10 @@ class X3D(nn.Module):
     x = video.astype(self.dtype)
     x = X3DStem(round_width(STEM_DIM_IN, self.width_factor), dtype=self.dtype, name="stem")(x, train)
     dim_inner = None
+    block = nn.remat(X3DBlock, static_argnums=(2,)) if self.remat else X3DBlock  # (self, x, train)
     for s, b, _, dim_inner, dim_out, stride, use_se in x3d_block_layout(
         self.width_factor, depth_factor, self.bottleneck_factor):
-      x = X3DBlock(dim_inner, dim_out, stride, use_se=use_se, dtype=self.dtype,
+      x = block(dim_inner, dim_out, stride, use_se=use_se, dtype=self.dtype,
                    name=f"stage{s}_{b}")(x, train)
     features = x
     logits = X3DHead(self.num_classes, dim_inner, self.head_dim_out, self.dropout, self.head_pool,

@@ -15,7 +15,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
@@ -49,8 +48,9 @@ def evaluate(config, workdir: str, variables=None, step=None, mesh=None, source=
   source = source or pipeline.build_source(config, "val")
   views = config.data.test_crops * config.data.test_clips
   batch_size = int(config.get("eval", {}).get("batch_size", 0) or max(1, config.optim.batch_size // views))
-  batch_size = max(mesh.shape["data"], batch_size - batch_size % mesh.shape["data"])
-  variables = jax.device_put(variables, sharding.replicated(mesh))
+  batch_size = max(mesh.size, batch_size - batch_size % mesh.size)
+  # replicate (gathers FSDP shards; works for host numpy and for global arrays of several processes)
+  variables = jax.jit(lambda v: v, out_shardings=sharding.replicated(mesh))(variables)
   fn = jax.jit(lambda v, b: step_lib.eval_step(v, b, model=model, config=config))
   all_logits, all_labels, all_index, all_mask = [], [], [], []
   t0 = time.time()

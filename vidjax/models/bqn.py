@@ -211,6 +211,7 @@ class BusyQuietResNet(nn.Module):
   lc_mbpm_trainable: bool = True
   fusion: str = "avg_after_fc"
   dtype: Any = jnp.float32
+  remat: bool = False  # recompute each duo block in the backward pass (memory for compute)
 
   def layout(self):
     return list(stage_layout(self.depth, self.width, self.stage_sizes))
@@ -231,8 +232,9 @@ class BusyQuietResNet(nn.Module):
     x_f = max_pool_3x3_s2(ResNetStem(self.width, dtype=self.dtype, name="busy_stem")(x_f, train))
 
     lateral = self.lateral_blocks()
+    duo = nn.remat(DuoBlock, static_argnums=(3,)) if self.remat else DuoBlock  # (self, x_c, x_f, train)
     for i, (s, b, planes, stride, down) in enumerate(self.layout(), 1):
-      x_c, x_f = DuoBlock(
+      x_c, x_f = duo(
           planes, stride, down, tq, t, self.shift_div, i, i in lateral, self.lc_design,
           self.lc_sigma, int(self.lc_kernel_sizes[s - 1]), self.lc_phi, self.lc_w1,
           self.lc_phi_bottleneck, self.lc_bn_zero_init, self.lc_mbpm_trainable, dtype=self.dtype,
@@ -341,6 +343,7 @@ class BusyQuietX3D(nn.Module):
   lc_mbpm_trainable: bool = True
   heads: str = "separate"
   dtype: Any = jnp.float32
+  remat: bool = False  # recompute each duo block in the backward pass (memory for compute)
 
   def layout(self):
     from vidjax.backbones.x3d import VARIANTS, x3d_block_layout
@@ -362,8 +365,9 @@ class BusyQuietX3D(nn.Module):
     x_f = X3DStem(stem_width, dtype=self.dtype, name="busy_stem")(busy, train)
     lateral = self.lateral_blocks()
     dim_inner = None
+    duo = nn.remat(X3DDuoBlock, static_argnums=(3,)) if self.remat else X3DDuoBlock  # (self, x_c, x_f, train)
     for i, (s, b, _, dim_inner, dim_out, stride, use_se) in enumerate(self.layout(), 1):
-      x_c, x_f = X3DDuoBlock(
+      x_c, x_f = duo(
           dim_inner, dim_out, stride, use_se, tq, t, i, i in lateral, self.lc_design, self.lc_sigma,
           int(self.lc_kernel_sizes[s - 1]), self.lc_phi, self.lc_w1, self.lc_phi_bottleneck,
           self.lc_bn_zero_init, self.lc_mbpm_trainable, dtype=self.dtype,

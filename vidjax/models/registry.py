@@ -49,9 +49,33 @@ def names() -> list[str]:
   return sorted(_REGISTRY)
 
 
-def build(model_config, dtype=jnp.float32) -> nn.Module:
+def build(model_config, dtype=jnp.float32, remat: bool = False) -> nn.Module:
+  """The model ``model_config.name`` computing in ``dtype``; ``remat``: see ``with_remat``."""
   _load_all()
   name = model_config.name
   if name not in _REGISTRY:
     raise ValueError(f"unknown model {name!r}; config.model.name must be one of {sorted(_REGISTRY)}")
-  return _REGISTRY[name](model_config, dtype=dtype)
+  module = _REGISTRY[name](model_config, dtype=dtype)
+  if remat:
+    module = with_remat(module, name)
+  return module
+
+
+def with_remat(module: nn.Module, name: str = "") -> nn.Module:
+  """Turns on rematerialisation of the residual blocks (``remat`` field) in ``module`` or its sub-modules.
+
+  Each residual block is wrapped in ``flax.linen.remat``: its activations are recomputed in the backward
+  pass instead of being kept, which trades ~1/3 more compute for the activation memory of the blocks.
+  """
+  import dataclasses
+  if "remat" in {f.name for f in dataclasses.fields(module)}:
+    return module.clone(remat=True)
+  changes = {}
+  for f in dataclasses.fields(module):
+    value = getattr(module, f.name, None)
+    if isinstance(value, nn.Module) and "remat" in {g.name for g in dataclasses.fields(value)}:
+      changes[f.name] = value.clone(remat=True)
+  if not changes:
+    raise ValueError(f"config.model.remat=True: model {name or type(module).__name__!r} has no residual blocks "
+                     "to rematerialise (supported: TSM-ResNet, RNL/NL/CPA-TSM, BQN, X3D, DAN backbones)")
+  return module.clone(**changes)

@@ -16,9 +16,11 @@
   "untrained MBPM" rows of Fig. 5.3. The parameters still exist (so checkpoints and parameter counts
   are unchanged); give them an optimiser group with lr multiplier 0 so that weight decay does not move
   them either.
-* Both convolutions are called as ``jax.lax.conv_general_dilated`` directly (the reference uses the
-  functional ``F.conv2d`` / ``F.conv1d``), so ``vidjax.tools.flops.count_conv_linear_macs`` leaves them
-  out, as the reference's "GMACs mod" does; they are in ``gmacs_total`` (stem MBPM: 0.296 GMACs on
+* Both convolutions are functional, :func:`vidjax.ops.depthwise.depthwise_conv` (``lax.conv`` with
+  ``feature_group_count=C`` on GPU/TPU, a sum of shifted slices on a CPU, where XLA's grouped conv is very
+  slow; the reference uses the functional ``F.conv2d`` / ``F.conv1d``), so
+  ``vidjax.tools.flops.count_conv_linear_macs`` leaves them out, as the reference's "GMACs mod" does;
+  they are in ``gmacs_total`` (``flops`` lowers them as ``lax.conv``; stem MBPM: 0.296 GMACs on
   24 x 224^2, Table 5.1 "0.3G"). Parameters: ``C k^2 + 3 C`` (252 for the RGB stem, Table 5.1 "0.2K").
   The normalised LoG has entries of a few hundred that cancel, so the convolutions run at
   ``Precision.HIGHEST`` (TF32 would lose the cancellation).
@@ -63,6 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vidjax.backbones.layers import batch_norm, conv
+from vidjax.ops.depthwise import depthwise_conv
 from vidjax.ops.filters import log_kernel, temporal_kernel
 
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -123,9 +126,7 @@ class MotionBandPass(nn.Module):
     y = x.reshape(n * f, h, w, c)
     if p:
       y = jnp.pad(y, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
-    y = jax.lax.conv_general_dilated(
-        y, spatial.astype(self.dtype), window_strides=(1, 1), padding="VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c, precision=_HIGHEST)
+    y = depthwise_conv(y, spatial.astype(self.dtype), 1, 0, precision=_HIGHEST)
     y = y.reshape(n, f, h, w, c)
 
     # H: depthwise 3-tap temporal conv (stride 3 over triplets, or stride 1 with replicate padding).
@@ -137,9 +138,7 @@ class MotionBandPass(nn.Module):
       stride = 1
       y = jnp.pad(y, ((0, 0), (1, 1), (0, 0), (0, 0), (0, 0)), mode="edge")
     kt = temporal.astype(self.dtype).reshape(3, 1, 1, 1, c)
-    return jax.lax.conv_general_dilated(
-        y, kt, window_strides=(stride, 1, 1), padding="VALID",
-        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"), feature_group_count=c, precision=_HIGHEST)
+    return depthwise_conv(y, kt, (stride, 1, 1), 0, precision=_HIGHEST)
 
 
 def resize_frames(x: jnp.ndarray, num_frames: int, frames_out: int, hw: tuple[int, int]) -> jnp.ndarray:

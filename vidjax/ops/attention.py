@@ -26,7 +26,9 @@ Three implementations of ``y_i = sum_j w[i, j] v_j`` that give the same numbers:
   implementation it materialises the logits too; it exists for accelerators with a fused kernel.
 
 Region aggregation ``F_theta`` of Eq. 4.3 / 4.9 (section 4.2.4): a channel-wise (depthwise) 3D
-convolution, or average / max pooling, stride 1 and padding ``(k - 1) // 2`` per dimension.
+convolution, or average / max pooling, stride 1 and padding ``(k - 1) // 2`` per dimension. The
+convolution is :func:`vidjax.ops.depthwise.depthwise_conv` (functional, outside the conv/linear MAC
+count; shifted slices on a CPU, where XLA's grouped conv is very slow).
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from vidjax.ops.depthwise import depthwise_conv
 
 PAIRWISE = ("gaussian", "dot", "cosine")
 IMPLS = ("dense", "chunked", "sdpa")
@@ -187,10 +191,7 @@ def channelwise_conv3d(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     x: ``(N, T, H, W, C)``.
     kernel: ``(kt, kh, kw, 1, C)`` (Flax depthwise layout), the taps ``u_k`` of every channel.
   """
-  c = x.shape[-1]
-  return lax.conv_general_dilated(
-      x, kernel.astype(x.dtype), window_strides=(1, 1, 1), padding=same_padding(kernel.shape[:3]),
-      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"), feature_group_count=c)
+  return depthwise_conv(x, kernel.astype(x.dtype), 1, same_padding(kernel.shape[:3]))
 
 
 def avg_pool3d(x: jnp.ndarray, kernel_size: Sequence[int]) -> jnp.ndarray:

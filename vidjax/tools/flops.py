@@ -4,14 +4,17 @@
 
 * ``params``: number of entries in the ``params`` collection (``jax.eval_shape`` of ``init``).
 * ``gmacs_conv_linear``: multiply-accumulates of ``nn.Conv`` / ``nn.ConvTranspose`` / ``nn.Dense``
-  modules only, for one clip: the convention of the thesis tables and of the reference's thop-like
+  modules (and ``vidjax.ops.depthwise.DepthwiseConv``, counted as the ``nn.Conv(feature_group_count=C)``
+  it replaces) only, for one clip: the convention of the thesis tables and of the reference's thop-like
   count ("GMACs mod", REFERENCE.md section 13). Attention matmuls, BN, activations, pooling, resizes
   and functional convolutions (``lax.conv`` called directly) are not in it.
 * ``gmacs_total``: everything XLA's cost analysis counts in the ahead-of-time lowered forward pass,
-  divided by 2 (FLOPs -> MACs).
+  divided by 2 (FLOPs -> MACs). Depthwise convolutions are lowered as ``lax.conv`` here
+  (``depthwise.use_impl('conv')``), whatever the backend, so the count does not depend on the machine.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -25,11 +28,15 @@ from ml_collections import config_flags
 
 from vidjax import config_utils
 from vidjax.models import registry
+from vidjax.ops import depthwise
 
 
 def _module_macs(module: nn.Module, args, out) -> int:
   if isinstance(module, nn.Dense):
     return int(np.prod(out.shape)) * int(args[0].shape[-1])
+  if isinstance(module, depthwise.DepthwiseConv):  # = nn.Conv(feature_group_count=C): prod(out) * prod(k)
+    ks = (module.kernel_size,) if isinstance(module.kernel_size, int) else tuple(module.kernel_size)
+    return depthwise.macs(out.shape, ks)
   if isinstance(module, (nn.Conv, nn.ConvTranspose)):
     ks = module.kernel_size if isinstance(module.kernel_size, (tuple, list)) else (module.kernel_size,)
     groups = getattr(module, "feature_group_count", 1) or 1
@@ -51,14 +58,16 @@ def count_conv_linear_macs(model: nn.Module, variables, *args, **kwargs) -> int:
     with nn.intercept_methods(interceptor):
       return model.apply(v, *a, **kwargs)
 
-  jax.eval_shape(run, variables, *args)
+  with depthwise.use_impl("conv"):  # shapes only; the lax.conv graph is the smaller one to trace
+    jax.eval_shape(run, variables, *args)
   return total[0]
 
 
 def xla_macs(model: nn.Module, variables, *args, **kwargs) -> float:
-  """Total MACs (XLA FLOPs / 2) of the lowered forward pass."""
+  """Total MACs (XLA FLOPs / 2) of the lowered forward pass (depthwise convs as ``lax.conv``)."""
   fn = jax.jit(lambda v, *a: model.apply(v, *a, **kwargs))
-  lowered = fn.lower(variables, *args)
+  with depthwise.use_impl("conv"):
+    lowered = fn.lower(variables, *args)
   try:
     cost = lowered.cost_analysis()
   except Exception:  # older jax: only the compiled executable has a cost model
@@ -74,12 +83,31 @@ def count_params(params) -> int:
   return int(sum(math.prod(x.shape) for x in jax.tree.leaves(params)))
 
 
+def counting_model_config(model_config):
+  """``model_config`` with every attention on its ``dense`` path, for counting only.
+
+  The chunked (memory-efficient) attention is a ``lax.map`` whose body XLA's cost analysis counts once,
+  so ``gmacs_total`` would leave out most attention matmuls; the dense path does the same arithmetic
+  in one piece. Nothing is run, so the (B, L, L) matrix is never allocated.
+  """
+  m = model_config.copy_and_resolve_references() if hasattr(model_config, "copy_and_resolve_references") else model_config
+  attention = m.get("attention") if hasattr(m, "get") else None
+  if attention is not None:
+    with m.unlocked() if hasattr(m, "unlocked") else contextlib.nullcontext():
+      for key in ("rnl", "nl"):
+        if key in attention and "impl" in attention[key]:
+          attention[key].impl = "dense"
+  return m
+
+
 def report(config, batch: int = 1) -> dict:
   """The numbers of one config's model for ``batch`` clips (1 = the thesis convention)."""
   dtype = config_utils.compute_dtype(config)
-  model = registry.build(config.model, dtype=dtype)
+  model = registry.build(counting_model_config(config.model), dtype=dtype)
   x = jax.ShapeDtypeStruct(config_utils.input_shape(config, batch), jnp.float32)
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype), train=False))
+  with depthwise.use_impl("conv"):
+    variables = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype), train=False))
   return {
       "model": config.model.name,
       "input": "x".join(str(d) for d in x.shape[1:4]),

@@ -142,9 +142,11 @@ def reference_count(config) -> Optional[int]:
 
 def row(spec: str, total: bool = True) -> dict:
   """The zoo row of one config spec (``name`` or ``name:arg``)."""
+  from vidjax.ops import depthwise
   from vidjax.tools import flops
   config = load(spec)
-  r = flops.report(config) if not total else flops.report(_dense_attention(config))
+  with depthwise.use_impl("conv"):  # depthwise convs as lax.conv whatever the backend (as flops.report)
+    r = flops.report(config) if not total else flops.report(_dense_attention(config))
   f, h, w = (int(v) for v in r["input"].split("x"))
   return {
       "config": spec, "model": model_label(config), "input": f"{f}x{h}²" if h == w else f"{f}x{h}x{w}",

@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -25,7 +24,8 @@ import numpy as np
 from input_pipeline import pipeline
 from vidjax import config_utils
 from vidjax.models import registry
-from vidjax.train import checkpoint, metrics as metrics_lib, optim, sharding, state as state_lib, step as step_lib
+from vidjax.train import checkpoint, finetune, metrics as metrics_lib, optim, sharding, state as state_lib
+from vidjax.train import step as step_lib
 
 _log = logging.getLogger("vidjax")
 
@@ -66,25 +66,27 @@ def total_steps(config, steps_per_epoch: int) -> int:
 def setup(config, workdir: str):
   """Everything the loop needs, without running a step (also used by tests and benchmarks)."""
   jax.config.update("jax_threefry_partitionable", bool(config.get("jax_threefry_partitionable", False)))
-  if config.train.get("partial_bn", False) or config.train.get("init_checkpoint", ""):
-    # Asked for by the fine-tuning configs (bqn_ucf101, bqn_hmdb51, bqn_x3d_ssv1:k400ft); refuse rather
-    # than silently train something else.
-    raise NotImplementedError(
-        "config.train.partial_bn / train.init_checkpoint are not implemented by the training loop yet. "
-        "To fine-tune, convert or copy the pre-trained weights into a new workdir with "
-        "`python -m vidjax.tools.convert --head=init ...` and set --config.train.partial_bn=False.")
   train_source = pipeline.build_source(config, "train")
   spe = pipeline.steps_per_epoch(config, train_source)
   steps = total_steps(config, spe)
   mesh = sharding.make_mesh(config)
-  model = registry.build(config.model, dtype=config_utils.compute_dtype(config))
+  model = registry.build(config.model, dtype=config_utils.compute_dtype(config),
+                         remat=config.train.get("remat", False))
   shape = config_utils.input_shape(config, batch=1)
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros(shape, np.float32), train=False))
   tx = optim.make_optimizer(config, abstract["params"], spe)
-  repl = sharding.replicated(mesh)
-  init = jax.jit(lambda: state_lib.create(model, tx, shape, config.seed), out_shardings=repl)
+  if config.train.get("partial_bn", False) and not config.train.get("partial_bn_keep", ""):
+    raise ValueError("config.train.partial_bn=True needs config.train.partial_bn_keep, the regex of the BN that "
+                     "keeps training (the first one: '(^|/)stem/bn1/' for TSM-ResNet, '(^|/)quiet_stem/bn1/' "
+                     "for BQN)")
+  if config.train.get("partial_bn", False):  # TSN partial BN: every BN but the first frozen (finetune.py)
+    tx = finetune.freeze(tx, finetune.frozen_bn_mask(abstract["params"], config.train.partial_bn_keep,
+                                                    abstract.get("batch_stats")))
+  make_state = lambda: state_lib.create(model, tx, shape, config.seed)  # noqa: E731
+  state_sharding = sharding.state_shardings(jax.eval_shape(make_state), mesh, config)
+  init = jax.jit(make_state, out_shardings=state_sharding)
   return dict(train_source=train_source, steps_per_epoch=spe, total_steps=steps, mesh=mesh, model=model,
-              tx=tx, init=init, state_sharding=repl)
+              tx=tx, init=init, state_sharding=state_sharding)
 
 
 def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> dict:
@@ -102,12 +104,17 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
   latest = mgr.latest_step()
   if latest is not None:
     checkpoint.check_compatible(mgr, latest, config, workdir)
-    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s["state_sharding"]),
-                          abstract_state)
+    target = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                          abstract_state, s["state_sharding"])
     state = checkpoint.restore_state(mgr, latest, target, workdir)
     _log.info("resumed from %s at step %d", mgr.directory, latest)
   else:
     state = s["init"]()
+    if config.train.get("init_checkpoint", ""):  # fine-tuning: start from another run's / PyTorch weights
+      v, report = finetune.load_init_checkpoint(config.train.init_checkpoint, state.variables, config)
+      _log.info(finetune.format_report(report))
+      state = jax.device_put(state.replace(params=v["params"], batch_stats=v.get("batch_stats", {})),
+                             s["state_sharding"])
   start = int(state.step)
   _log.info("model %s: %s parameters; %d steps (%d per epoch), global batch %d on %d devices",
             config.model.name, f"{sum(x.size for x in jax.tree.leaves(state.params)):,}", steps,

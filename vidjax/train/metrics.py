@@ -24,7 +24,9 @@ class MetricWriter:
     self._writer = None
     if self.enabled:
       from tensorboardX import SummaryWriter
-      self._writer = SummaryWriter(logdir)
+      import os
+      # a resumed run started within the same second must not overwrite the previous file
+      self._writer = SummaryWriter(logdir, filename_suffix=f".{os.getpid()}")
 
   def write_scalars(self, step: int, scalars: dict, prefix: str = "") -> None:
     if self._writer is None:

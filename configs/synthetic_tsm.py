@@ -1,12 +1,14 @@
-"""The embedded demo: a narrow TSM-ResNet learns the built-in motion classes on a CPU.
+"""The TSM demo: a narrow TSM-ResNet learns the built-in motion classes on a CPU (val top-1 0.996).
 
 8 segments x 1 frame of 32 x 32 px from 8-frame synthetic clips (input_pipeline/sources/synthetic.py),
-8 motion classes that no single frame can tell apart. The backbone is TSM-ResNet with one bottleneck per
-stage at 1/4 width; the shift sits before each block's 1x1 conv1 as in the reference (blockres). From
-scratch this design needs a few hundred steps before it picks up motion (about 550 here), so the
-recipe is a flat learning rate for all weights (the reference's fc x5 / bias x2 groups were made for
-ImageNet-initialised backbones), no dropout, and ~20 epochs. ``--config.model.shift=False`` with
-``--config.data.num_segments=1`` is the appearance-only control (one frame per clip, no shift).
+the 6 translation / scale classes (left, right, up, down, approach, recede), which no single frame can
+tell apart. The two rotation directions are left out: at this size and width TSM-ResNet stays at chance
+between them (8 classes: 0.875). The backbone is TSM-ResNet with one bottleneck per stage at 1/4 width;
+the shift sits before each block's 1x1 conv1 as in the reference (blockres). From scratch it needs a few
+hundred steps before it picks up motion, so the recipe is a flat learning rate for all weights (the
+reference's fc x5 / bias x2 groups were made for ImageNet-initialised backbones), no dropout, and 16
+epochs. ``--config.model.shift=False`` with ``--config.data.num_segments=1`` is the appearance-only
+control (one frame per clip, no shift: 0.176, chance 0.167).
 
     python train.py --config=configs/synthetic_tsm.py --workdir=runs/synthetic_tsm
 """

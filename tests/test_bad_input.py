@@ -202,4 +202,5 @@ def test_evaluation_leaves_unreadable_videos_out_and_counts_them(tmp_path):
   assert saved["unreadable_videos"] == 1
   scores = np.load(tmp_path / "w" / "val_scores.npz")
   assert sorted(scores["ids"].tolist()) == ["train_000000.mp4", "train_000001.mp4", "train_000003.mp4"]
-  assert scores["logits"].shape == (3, 8) and len(scores["class_names"]) == 8
+  k = c.model.num_classes
+  assert scores["logits"].shape == (3, k) and len(scores["class_names"]) == k

@@ -230,7 +230,7 @@ def test_augmenting_while_decoding_equals_augmenting_the_decoded_clip(tmp_path, 
   same pixels as decoding the clip and then running transforms.train_augment (REFERENCE.md section 10
   multi-scale crop + flip), for every seed."""
   src = SyntheticMotion(num_videos=3, num_frames=9, height=36, width=48)
-  c = tiny_config()
+  c = tiny_config(**{"model.num_classes": src.num_classes})  # the prepared label map has all its classes
   c.data.crop_size, c.data.frames_per_segment, c.data.flip = 24, 2, True
   c.data.multi_scale = (1.0, 0.875, 0.75, 0.66)
   if layout == "videos":

@@ -18,7 +18,7 @@ COMMON = {"train.total_steps": 300, "data.synthetic.num_train": 1024, "data.synt
 def test_tsm_learns_motion_one_frame_stays_at_chance(tmp_path):
   tsm = loop.train_and_evaluate(tiny_config(**COMMON), str(tmp_path / "tsm"))
   control = loop.train_and_evaluate(
-      tiny_config(**COMMON, **{"model.shift": False, "data.num_segments": 1}), str(tmp_path / "control"))
+      tiny_config(**{**COMMON, "model.shift": False, "data.num_segments": 1}), str(tmp_path / "control"))
   chance = 1.0 / CLASSES
   assert control["top1"] <= chance + 0.15, control["top1"]  # one frame carries no label information
   assert tsm["top1"] >= 0.6, tsm["top1"]

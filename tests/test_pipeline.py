@@ -21,11 +21,13 @@ def test_every_video_once_per_epoch_with_new_order():
   c = tiny_config()
   src = pipeline.build_source(c, "train")
   ds = pipeline.train_dataset(c, src, 8)  # 2 epochs of 4 batches of 8 (32 videos)
-  # labels are index % 8, so each epoch has exactly 4 clips of each class
+  # labels are index % K: every epoch holds the same multiset of labels, the 32 videos' labels
+  k = c.data.synthetic.num_classes
   e0 = np.concatenate([ds[i]["label"] for i in range(4)])
   e1 = np.concatenate([ds[i]["label"] for i in range(4, 8)])
-  assert np.bincount(e0, minlength=8).tolist() == [4] * 8
-  assert np.bincount(e1, minlength=8).tolist() == [4] * 8
+  expected = np.bincount(np.arange(32) % k, minlength=k).tolist()
+  assert np.bincount(e0, minlength=k).tolist() == expected
+  assert np.bincount(e1, minlength=k).tolist() == expected
   assert not np.array_equal(e0, e1)
 
 

@@ -60,7 +60,9 @@ NOTES = (
     "RNL / NL / SE+RNL / CPA rows: the thesis counts RNL's F_theta as the reference's dense grouped weight "
     "plus its 0/1 mask (\"ref. count\" in brackets, `attention_net.reference_param_count`); vidjax holds the "
     "depthwise taps only. Neither the thesis nor the conv/linear column counts the attention matmuls; "
-    "\"GMACs total\" does.",
+    "\"GMACs total\" does. RNL-TSM-R50's 88.47 GMACs total = 40.92 conv/linear + 47.83 attention matmuls; "
+    "the reference's own full count, 105.95 (REFERENCE.md section 13), also multiplies the 31 masked zeros "
+    "of every 32 taps of its dense grouped F_theta (17.5 G), work vidjax does not do.",
     "BQN rows: the thesis' parameter counts leave out the lateral connections (R50 +0.28M, X3D +0.42M).",
     "\"GMACs total\" is XLA's cost analysis of the lowered forward pass / 2. XLA leaves out the products "
     "with a convolution's zero padding, so it can be a little below the conv/linear column, which counts "

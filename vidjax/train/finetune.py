@@ -283,7 +283,7 @@ def _mismatch_error(path: str, name: str, wrong: list, missing: list, extra: lis
       + listing("wrong shape", wrong) + listing("missing in the checkpoint", missing)
       + listing("not in the model", extra) + hint
       + "\n  Is this checkpoint from another model? Check --config.model.* (name, depth, width, "
-        f"stage_sizes, variant, ...) against the config that trained it.")
+        "stage_sizes, variant, ...) against the config that trained it.")
 
 
 def _merge(ckpt: dict, target: dict, head: str) -> tuple[dict, list, list, list, list]:

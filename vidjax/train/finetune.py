@@ -61,6 +61,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vidjax.tools.convert import _flatten, _unflatten
+
 CONFIG_KEY = "train.init_checkpoint"
 HEADS = ("init", "keep")
 
@@ -209,26 +211,6 @@ def freeze(tx: optax.GradientTransformation, mask) -> optax.GradientTransformati
 
 
 # ================================================================ initialisation from a checkpoint
-def _flat(tree, prefix=()) -> dict:
-  out = {}
-  for k, v in tree.items():
-    if hasattr(v, "items"):
-      out.update(_flat(v, prefix + (str(k),)))
-    else:
-      out[prefix + (str(k),)] = v
-  return out
-
-
-def _unflat(flat: dict) -> dict:
-  out: dict = {}
-  for path, v in flat.items():
-    node = out
-    for p in path[:-1]:
-      node = node.setdefault(p, {})
-    node[path[-1]] = v
-  return out
-
-
 def _is_head(path: tuple) -> bool:  # the classifier: a parameter of a Dense named 'fc'
   return len(path) >= 3 and path[-2] == "fc"
 
@@ -343,7 +325,7 @@ def load_init_checkpoint(path: str, target_variables: dict, config, *, head: Opt
                             f".pth/.pth.tar/.npz/.safetensors checkpoint to fine-tune from)")
   name = config.model.get("name", "?")
   # params first: they name the layers best in messages
-  target = {p: v for p, v in sorted(_flat(target_variables).items(), key=lambda kv: kv[0][0] != "params")
+  target = {p: v for p, v in sorted(_flatten(target_variables).items(), key=lambda kv: kv[0][0] != "params")
             if p[0] in ("params", "batch_stats")}
   report: dict[str, Any] = {"path": path, "head": head}
 
@@ -351,7 +333,7 @@ def load_init_checkpoint(path: str, target_variables: dict, config, *, head: Opt
     from vidjax.train import checkpoint
     workdir, step = _workdir_and_step(path)
     tree, step = checkpoint.restore_variables(workdir, step)
-    ckpt = {p: v for p, v in _flat(tree).items() if p[0] in ("params", "batch_stats")}
+    ckpt = {p: v for p, v in _flatten(tree).items() if p[0] in ("params", "batch_stats")}
     out, reinit, wrong, missing, extra = _merge(ckpt, target, head)
     if wrong or missing or extra:
       hint = ""
@@ -367,15 +349,15 @@ def load_init_checkpoint(path: str, target_variables: dict, config, *, head: Opt
     src = source or train_cfg.get("init_source", "auto")
     try:
       sd = convert.load_state_dict(path)
-      init = _flat(jax.tree.map(np.asarray, {c: target_variables[c] for c in ("params", "batch_stats")
+      init = _flatten(jax.tree.map(np.asarray, {c: target_variables[c] for c in ("params", "batch_stats")
                                              if c in target_variables}))
       variables, rep = convert.convert_state_dict(sd, config, source=src, head=head,
-                                                  init_fn=lambda: _unflat(init))
+                                                  init_fn=lambda: _unflatten(init))
     except convert.ConversionError as e:
       raise InitCheckpointError(
           f"config.{CONFIG_KEY}={path!r}: {e}\n  Is this checkpoint from another model? Check "
           f"--config.model.* against the model that produced it (or --config.train.init_source).") from None
-    ckpt = _flat(variables)
+    ckpt = _flatten(variables)
     out, _, wrong, missing, extra = _merge(ckpt, target, "keep")
     if wrong or missing or extra:  # convert checks against its own build of config.model: should not happen
       raise _mismatch_error(path, name, wrong, missing, extra,
@@ -388,7 +370,7 @@ def load_init_checkpoint(path: str, target_variables: dict, config, *, head: Opt
     report.update(format="pytorch", source=rep["source"], step=None, dropped=list(rep["dropped"]))
 
   report.update(loaded=len(target) - len(reinit), total=len(target), reinitialised=sorted(reinit))
-  variables = _unflat(out)
+  variables = _unflatten(out)
   return {c: variables.get(c, {}) for c in target_variables if c in ("params", "batch_stats")}, report
 
 

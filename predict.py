@@ -151,7 +151,9 @@ class Predictor:
     self.variables = {k: v for k, v in variables.items() if v}
     self.model = registry.build(config.model, dtype=config_utils.compute_dtype(config))
     self.names = class_names(config, labels_file)
-    self._eval = jax.jit(lambda v, b: step_lib.eval_step(v, b, model=self.model, config=config))
+    from vidjax.train import compiler
+    self._eval = jax.jit(lambda v, b: step_lib.eval_step(v, b, model=self.model, config=config),
+                         compiler_options=compiler.step_options(config))
 
   def views(self, frames: np.ndarray, path: str = "<clip>") -> np.ndarray:
     """The evaluation views ``(V, F, crop, crop, 3)`` uint8 of decoded frames ``(T, H, W, 3)``."""

@@ -413,6 +413,8 @@ def run_single(name: str, args) -> dict:
   compiled = lowered.compile()
   t2 = time.perf_counter()
   out.update(lower_s=t1 - t0, xla_compile_s=t2 - t1, compile_s=t2 - t0)
+  from vidjax.train import compiler
+  out["compiler_options"] = compiler.step_options(config) or {}
   out["rss_start_mib"] = rss0 / MIB
   out["rss_compile_mib"] = _peak(ok) / MIB
   try:
@@ -585,6 +587,9 @@ def table(results: list, args, meta: dict) -> str:
       f"Machine: {meta['cores']} CPU cores ({platform.machine()}), load average "
       + (f"{meta['load_start'][0]:.1f} before the first model, " if meta.get("load_start") else "")
       + f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end of the run, jax {meta['jax']} CPU"
+      + (f" (step compiled with `{', '.join(f'{k}={v}' for k, v in meta['compiler_options'].items())}`, "
+         "`config.train.cpu_library_fusion`, vidjax/train/compiler.py)" if meta.get("compiler_options")
+         else " (XLA's own CPU code: `config.train.cpu_library_fusion` empty or not accepted)")
       + (f", torch {meta['torch']} CPU ({args.threads} threads)" if with_torch and meta.get("torch") else "")
       + f". Command: `{meta['command']}`.", "",
   ]
@@ -725,7 +730,8 @@ def main(argv=None):
           "load": os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0), "jax": jax.__version__,
           "torch": next((r.get("torch_version") for r in results if r.get("torch_version")), None),
           "command": cmd.strip(), "refs": meta_refs, "python": platform.python_version(),
-          "load_start": next((r.get("load_start") for r in results if r.get("load_start")), None)}
+          "load_start": next((r.get("load_start") for r in results if r.get("load_start")), None),
+          "compiler_options": next((r["compiler_options"] for r in results if "compiler_options" in r), None)}
   text = table(results, args, meta)
   print(text)
   if args.json:

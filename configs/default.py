@@ -51,6 +51,11 @@ def get_config():
   c.data.multi_scale = (1.0, 0.875, 0.75, 0.66)
   c.data.max_distort = 1
   c.data.flip = True  # False for Something-Something (left/right labels)
+  # The multi-scale crop's resize and the flip run in the train step (vidjax/ops/resize.py, PIL's pixels
+  # bit for bit): the loader only decodes and cuts boxes, sent on a canvas_size^2 array
+  # (0 = max(scale_size, crop_size, short_side); larger boxes are finished on the host).
+  c.data.resize_on_device = True
+  c.data.canvas_size = 0
   c.data.mean = (0.485, 0.456, 0.406)
   c.data.std = (0.229, 0.224, 0.225)
   c.data.num_workers = 2
@@ -94,6 +99,8 @@ def get_config():
   c.train.partial_bn = False  # TSN partial BN: freeze every BatchNorm but the one partial_bn_keep matches
   c.train.partial_bn_keep = ""
   c.train.remat = False  # recompute residual blocks in the backward pass: activation memory for ~1/3 compute
+  # CPU only: the op kinds XLA hands to YNNPACK (vidjax/train/compiler.py; bench/RESULTS.md); '' = XLA's default
+  c.train.cpu_library_fusion = "dot,reduce"
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # devices on the 'data' axis; -1: all that 'fsdp' leaves

@@ -6,7 +6,9 @@ indexed by **step**. A resumed run therefore sees exactly the batches an uninter
 without checkpointing any iterator state: ``train_batches(config, start_step=k)`` starts at batch k.
 With several processes each one reads its own contiguous part of every global batch.
 
-Batches are dicts of host numpy arrays: ``video`` uint8 ``(B, F, H, W, C)``, ``label`` int32 ``(B,)``;
+Batches are dicts of host numpy arrays: ``video`` uint8 ``(B, F, H, W, C)``, ``label`` int32 ``(B,)``
+(with ``data.resize_on_device``, training clips are crop boxes on a ``(canvas, canvas)`` array plus
+``box`` ``(B, 2)`` and ``flip`` ``(B,)``: the step resizes them, see ``train_example``);
 evaluation batches add a view axis: ``video`` ``(B, V, F, H, W, C)``, plus ``index`` and ``mask``
 (0 for padding of the last batch). Normalisation to float happens on the device.
 
@@ -133,29 +135,80 @@ def _read_clip(source, index: int, index_fn, bad: BadVideoLog, config=None, make
   raise RuntimeError(f"16 consecutive unusable videos from index {index}; see the warnings above")
 
 
+def canvas_size(config) -> int:
+  """The side of the array a training clip travels in when ``config.data.resize_on_device`` (0: off).
+
+  ``config.data.canvas_size`` or, when 0, ``max(scale_size, crop_size, short_side)``: the largest
+  multi-scale box is the frame's short side, so frames stored at short side ``scale_size`` (``prepare
+  --short_side``) or read at ``data.short_side`` always fit. Boxes of larger frames are finished on the host (slower, same pixels).
+  """
+  d = config.data
+  if not d.get("resize_on_device", False):
+    return 0
+  return int(d.get("canvas_size", 0) or max(d.scale_size, d.crop_size, int(d.get("short_side", 0) or 0)))
+
+
+_FALLBACK_NOTED = []
+
+
+def _note_host_resize(source, index: int, canvas: int) -> None:
+  if not _FALLBACK_NOTED:
+    _FALLBACK_NOTED.append(True)
+    _log.info("%s: its crop boxes are larger than the %d^2 canvas of data.resize_on_device, so they are "
+              "resized on the host (slower); store frames at short side %d (prepare --short_side, "
+              "data.short_side) or raise data.canvas_size", source.video_id(index), canvas, canvas)
+
+
 def train_example(source, config, index: int, rng: np.random.Generator, bad: BadVideoLog = BAD_VIDEOS,
                   fused: bool = True):
   """One augmented training clip. Sources with ``fused_frames`` crop, resize and flip each frame as it
-  is decoded (``transforms.ClipAugment``); the result equals ``train_augment`` of the decoded clip."""
+  is decoded (``transforms.ClipAugment``); the result equals ``train_augment`` of the decoded clip.
+
+  With ``config.data.resize_on_device`` the clip is left half done: ``video`` holds the crop boxes on a
+  ``canvas_size`` canvas, ``box`` their ``(h, w)`` and ``flip`` the mirror draw; the train step finishes
+  it (``vidjax.ops.resize.crop_resize_flip``) to the same pixels, bit for bit.
+  """
   d = config.data
   index_fn = lambda f: sampling.clip_indices(f, d.num_segments, d.frames_per_segment, d.sampling, rng)
   m = modality(config)
   flow_x = {"rgb": None, "flow": 0, "rgb+flow": 3}[m]  # the channel a flip inverts
+  canvas = canvas_size(config)
   if fused and getattr(source, "fused_frames", False):
     augs = []
 
     def make():
-      augs.append(transforms.ClipAugment(d.crop_size, rng, tuple(d.multi_scale), d.max_distort, d.flip))
+      augs.append(transforms.ClipAugment(d.crop_size, rng, tuple(d.multi_scale), d.max_distort, d.flip, canvas))
       return augs[-1]
 
     video, label = _read_clip(source, index, index_fn, bad, config, make)
-    if flow_x is not None and augs[-1].mirror:  # the last attempt made the clip
+    aug = augs[-1]  # the last attempt made the clip
+    if flow_x is not None and aug.mirror:
       video = transforms.invert_flow_x(video, flow_x)
-    return {"video": np.ascontiguousarray(video), "label": np.int32(label)}
+    if not canvas:
+      return {"video": np.ascontiguousarray(video), "label": np.int32(label)}
+    if not aug.on_device:
+      _note_host_resize(source, index, canvas)
+    video, box, flip = transforms.device_clip(video, canvas, d.crop_size, aug.on_device, aug.mirror)
+    return {"video": video, "box": box, "flip": flip, "label": np.int32(label)}
   frames, label = _read_clip(source, index, index_fn, bad, config)
+  if canvas:
+    video, box, flip = transforms.train_crop(frames, d.crop_size, rng, canvas, tuple(d.multi_scale), d.max_distort,
+                                             d.flip, flow_x=flow_x)
+    return {"video": video, "box": box, "flip": flip, "label": np.int32(label)}
   video = transforms.train_augment(frames, d.crop_size, rng, tuple(d.multi_scale), d.max_distort, d.flip,
                                    flow_x=flow_x)
   return {"video": video, "label": np.int32(label)}
+
+
+def finish_on_host(batch: dict, config) -> dict:
+  """A ``resize_on_device`` batch finished with NumPy/PIL-equal arithmetic on the host: for looking at
+  training batches (tools, notebooks, tests) without a step. Other batches are returned as they are."""
+  if "box" not in batch:
+    return batch
+  from vidjax.ops.resize import crop_resize_flip
+  out = {k: v for k, v in batch.items() if k not in ("box", "flip")}
+  out["video"] = np.asarray(crop_resize_flip(batch["video"], batch["box"], batch["flip"], config.data.crop_size))
+  return out
 
 
 def eval_example(source, config, index: int, bad: BadVideoLog = BAD_VIDEOS):

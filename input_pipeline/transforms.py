@@ -109,6 +109,10 @@ def train_augment(frames: np.ndarray, crop_size: int, rng: np.random.Generator,
 class ClipAugment:
   """``train_augment`` applied frame by frame to PIL images as they are decoded (one clip).
 
+  With ``canvas > 0`` (``config.data.resize_on_device``) a box that fits a ``canvas^2`` array is only
+  cut out (``on_device``): the step resizes and flips it (``device_clip``). A larger box (frames stored
+  bigger than the canvas) is finished here as before.
+
   The first frame fixes the crop box and the flip (drawn from ``rng`` in the order ``train_augment``
   draws them), so ``np.stack([aug(f) for f in frames]) == train_augment(frames, ...)`` exactly. Sources
   that accept a ``frame_fn`` call it on each decoded frame: a frame is then converted to an array once,
@@ -117,17 +121,22 @@ class ClipAugment:
   """
 
   def __init__(self, crop_size: int, rng: np.random.Generator, scales=(1, .875, .75, .66),
-               max_distort: int = 1, flip: bool = True):
+               max_distort: int = 1, flip: bool = True, canvas: int = 0):
     self.crop_size, self.rng, self.scales, self.max_distort, self.flip = crop_size, rng, scales, max_distort, flip
+    self.canvas = canvas
     self.box = None
     self.mirror = False
+    self.on_device = False
 
   def __call__(self, im: Image.Image) -> np.ndarray:
     if self.box is None:
       self.box = multi_scale_crop_box(im.size[0], im.size[1], self.crop_size, self.rng, self.scales,
                                       self.max_distort)
       self.mirror = bool(self.flip and self.rng.random() < 0.5)
+      self.on_device = bool(self.canvas) and max(self.box[2:]) <= self.canvas
     x, y, w, h = self.box
+    if self.on_device:  # resize and flip happen in the step (vidjax/ops/resize.py): only the box here
+      return np.asarray(im)[y:y + h, x:x + w]
     if (x, y, w, h) != (0, 0) + im.size:
       im = im.crop((x, y, x + w, y + h))
     if im.size != (self.crop_size, self.crop_size):
@@ -135,6 +144,43 @@ class ClipAugment:
     if self.mirror:
       im = im.transpose(Image.FLIP_LEFT_RIGHT)
     return np.asarray(im)
+
+
+def device_clip(video: np.ndarray, canvas: int, crop_size: int, on_device: bool, mirror: bool):
+  """The host half of a clip whose resize and flip run in the step (``config.data.resize_on_device``).
+
+  ``video``: the cut-out boxes ``(F, h, w, C)`` (``on_device``) or an already finished clip ``(F, crop,
+  crop, C)``. Returns ``(canvas_clip, box_hw, flip)``: the frames in the top-left corner of a zeroed
+  ``(F, canvas, canvas, C)`` array (one shape for every clip of a batch), the box size, and whether the
+  step mirrors the clip after resizing it (``vidjax.ops.resize.crop_resize_flip``).
+  """
+  f, h, w, c = video.shape
+  if not on_device and (h, w) != (crop_size, crop_size):
+    raise ValueError(f"a clip finished on the host must be {crop_size}^2, got {h} x {w}")
+  if h > canvas or w > canvas:
+    raise ValueError(f"box {h} x {w} does not fit the {canvas}^2 canvas (config.data.canvas_size)")
+  out = np.zeros((f, canvas, canvas, c), np.uint8)
+  out[:, :h, :w] = video
+  return out, np.array([h, w], np.int32), np.int32(bool(mirror and on_device))
+
+
+def train_crop(frames: np.ndarray, crop_size: int, rng: np.random.Generator, canvas: int,
+               scales=(1, .875, .75, .66), max_distort: int = 1, flip: bool = True, flow_x: int | None = None):
+  """``train_augment`` for ``config.data.resize_on_device``: the same draws (box, then flip), the box
+  cut out and placed on the canvas, ``(canvas_clip, box_hw, flip)`` as ``device_clip``; the step
+  finishes the clip to exactly ``train_augment``'s pixels. A box larger than the canvas is finished
+  here."""
+  h, w = frames.shape[1:3]
+  x, y, cw, ch = multi_scale_crop_box(w, h, crop_size, rng, scales, max_distort)
+  mirror = bool(flip and rng.random() < 0.5)
+  on_device = max(cw, ch) <= canvas
+  out = crop(frames, x, y, cw, ch)
+  if not on_device:
+    out = resize(out, crop_size, crop_size)
+    out = out[:, :, ::-1] if mirror else out
+  if mirror and flow_x is not None:
+    out = invert_flow_x(out, flow_x)
+  return device_clip(out, canvas, crop_size, on_device, mirror)
 
 
 def val_views(frames: np.ndarray, crop_size: int, scale_size: int, num_crops: int = 1) -> np.ndarray:

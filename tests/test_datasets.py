@@ -198,7 +198,7 @@ def test_real_sample_clips(tmp_path, name, frames, hw):
   c.data.frames_per_segment = 3
   c.optim.batch_size = 2
   src = pipeline.build_source(c, "train")
-  batch = next(pipeline.train_batches(c, src, 0, 1))
+  batch = pipeline.finish_on_host(next(pipeline.train_batches(c, src, 0, 1)), c)
   assert batch["video"].shape == (2, 12, 48, 48, 3) and BAD_VIDEOS.count == 0
 
 
@@ -248,8 +248,22 @@ def test_augmenting_while_decoding_equals_augmenting_the_decoded_clip(tmp_path, 
     c.data.prepared = str(tmp_path / "p")
   source = pipeline.build_source(c, "train")
   assert source.fused_frames
+  on_device = 0
   for seed in range(12):
+    c.data.resize_on_device = False  # the reference's order: everything in the loader
     a = pipeline.train_example(source, c, seed % 3, np.random.default_rng(seed))
     b = pipeline.train_example(source, c, seed % 3, np.random.default_rng(seed), fused=False)
     np.testing.assert_array_equal(a["video"], b["video"])
     assert a["video"].shape == (8, 24, 24, 3) and a["label"] == b["label"]
+    # data.resize_on_device: the loader cuts the boxes (canvas 32: boxes of the 36-px side are finished
+    # in the loader), the step resizes and flips; finished, the same pixels as above
+    c.data.resize_on_device = True
+    d = pipeline.train_example(source, c, seed % 3, np.random.default_rng(seed))
+    e = pipeline.train_example(source, c, seed % 3, np.random.default_rng(seed), fused=False)
+    for k in ("video", "box", "flip", "label"):
+      np.testing.assert_array_equal(d[k], e[k])
+    assert d["video"].shape == (8, 32, 32, 3)
+    on_device += tuple(d["box"]) != (24, 24)
+    finished = pipeline.finish_on_host({k: v[None] for k, v in d.items()}, c)
+    np.testing.assert_array_equal(finished["video"][0], a["video"])
+  assert 0 < on_device < 12  # both kinds of clip were seen

@@ -51,7 +51,9 @@ def evaluate(config, workdir: str, variables=None, step=None, mesh=None, source=
   batch_size = max(mesh.size, batch_size - batch_size % mesh.size)
   # replicate (gathers FSDP shards; works for host numpy and for global arrays of several processes)
   variables = jax.jit(lambda v: v, out_shardings=sharding.replicated(mesh))(variables)
-  fn = jax.jit(lambda v, b: step_lib.eval_step(v, b, model=model, config=config))
+  from vidjax.train import compiler
+  fn = jax.jit(lambda v, b: step_lib.eval_step(v, b, model=model, config=config),
+               compiler_options=compiler.step_options(config))
   all_logits, all_labels, all_index, all_mask = [], [], [], []
   t0 = time.time()
   for batch in pipeline.eval_batches(config, source, batch_size):

@@ -156,7 +156,7 @@ def run(args):
   def cfg(dataset, root, lst="", prep="", on_device=True):
     c = config.copy_and_resolve_references()
     c.data.dataset, c.data.root, c.data.train_list, c.data.prepared = dataset, root, lst, prep
-    c.data.resize_on_device = on_device
+    c.data.crop_resize = "step" if on_device else "host"
     return c
 
   root_f, root_v = os.path.join(args.data, "frames"), os.path.join(args.data, "videos")
@@ -218,7 +218,7 @@ def step_resize_ms(config, args, batch: int = 4, repeats: int = 5) -> float:
 
 def cfg_on(config):
   c = config.copy_and_resolve_references()
-  c.data.resize_on_device = True
+  c.data.crop_resize = "step"
   return c
 
 
@@ -261,15 +261,19 @@ def table(args, readers, one, many, shape, step_ms) -> str:
       lines.append(f"- {who} on {files}: {x1:.2f}x the uint8 plain loop and {x2:.2f}x the reference's loop with CPU "
                    f"normalisation, per core; the issue's goal (2x per core) is "
                    f"{'met' if x1 >= 2 else 'met only against the normalising loop' if x2 >= 2 else 'not met'}.")
-  lines += ["", f"`{VIDJAX_STEP}` (the default, `data.resize_on_device`): the loader decodes and cuts the multi-scale "
+  t = {(who, files): one[k] for k, (who, files, _, _) in enumerate(readers)}
+  share = {files: 1 - t[(VIDJAX_STEP, files)] / t[(VIDJAX_HOST, files)] for files in ("frame folders", "prepared TFDS (ArrayRecord)")}
+  lines += ["", f"`{VIDJAX_STEP}` (`data.crop_resize='step'`, the default on GPU/TPU): the loader decodes and cuts the multi-scale "
             "box out of each frame, and the jitted train step resizes and flips it (`vidjax/ops/resize.py`, the "
             "same pixels as PIL, bit for bit; `tests/test_device_resize.py`). On an accelerator that work is "
-            f"negligible; on this CPU it costs {step_ms:.1f} ms per clip inside the step "
-            f"(`crop_resize_flip` jitted, batch of 4, {shape}). `{VIDJAX_HOST}` "
-            "(`--config.data.resize_on_device=False`) does the resize in the loader, as the reference does.", "",
+            f"negligible; on this CPU it would cost {step_ms:.1f} ms per clip inside the step (`crop_resize_flip` "
+            f"jitted, batch of 4, {shape}: XLA:CPU's gathers), more than PIL, which is why `crop_resize='auto'` (the "
+            f"default) keeps it in the loader on a CPU backend. `{VIDJAX_HOST}` (`crop_resize='host'`, what 'auto' "
+            "picks on CPU) does the resize in the loader, as the reference does.", "",
             "Where the time goes (1 worker): for JPEG frames both loops do the same two PIL operations per frame, "
-            "a full JPEG decode and a bilinear resize of the crop to the crop size, each about half of the clip's "
-            "time; with the resize in the step the loader keeps only the decode (no `convert('RGB')` copy, one "
+            "a full JPEG decode and a bilinear resize of the crop to the crop size; the resize (with the flip and "
+            f"the copies around it) was {100 * share['frame folders']:.0f} % of vidjax's loader time on frame folders and "
+            f"{100 * share['prepared TFDS (ArrayRecord)']:.0f} % on the prepared records in this run; with the resize in the step the loader keeps only the decode (no `convert('RGB')` copy, one "
             "array per frame). For mp4 vidjax decodes only up to the last sampled frame and converts only the "
             "sampled frames to RGB; H.264 decoding dominates both loops."]
   return "\n".join(lines) + "\n"

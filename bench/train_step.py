@@ -356,6 +356,9 @@ def run_single(name: str, args) -> dict:
   from vidjax.train import loop, sharding, step as step_lib
 
   extra = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+  if args.depthwise != "auto":  # vidjax/ops/depthwise.py: grouped conv vs shifted sums on CPU
+    from vidjax.ops import depthwise
+    depthwise.DEFAULT_IMPL = args.depthwise
   config = build_config(name, args.tiny, args.batch, extra)
   spec = MODELS[name]
   out = {"model": name, "title": spec["title"], "config": spec["config"], "tiny": args.tiny,
@@ -661,6 +664,8 @@ def main(argv=None):
   p.add_argument("--threads", type=int, default=_cores(), help="torch.set_num_threads (XLA uses every core it may)")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="config override for every model, e.g. data.crop_size=224")
+  p.add_argument("--depthwise", default="auto", choices=("auto", "conv", "shifts"),
+                 help="depthwise/channel-wise conv implementation (vidjax/ops/depthwise.py)")
   p.add_argument("--sequential", action="store_true",
                  help="time all vidjax steps, then all torch steps (default: alternate them)")
   p.add_argument("--tiny", action="store_true", help="shrunken models and inputs (smoke test)")
@@ -706,7 +711,7 @@ def main(argv=None):
     common = [f"--batch={args.batch}", f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}"]
     common += [f"--torch-path={x}" for x in args.torch_path] + [f"--set={x}" for x in args.set]
     common += ["--compare-torch"] * args.compare_torch + ["--tiny"] * args.tiny + ["--check"] * args.check
-    common += ["--sequential"] * args.sequential
+    common += ["--sequential"] * args.sequential + [f"--depthwise={args.depthwise}"]
     common += ["--verbose"] * args.verbose
     results = [run_child(n, args, common, refs) for n in names]
   finally:
@@ -723,6 +728,7 @@ def main(argv=None):
                   f"--warmup={args.warmup}" if args.warmup != 2 else "",
                   "--compare-torch" if args.compare_torch else "",
                   "--sequential" if args.sequential else "",
+                  f"--depthwise={args.depthwise}" if args.depthwise != "auto" else "",
                   f"--threads={args.threads}" if args.compare_torch and args.threads != _cores() else "",
                   *[f"--torch-path={x}" for x in args.torch_path], *[f"--set={x}" for x in args.set],
                   "--tiny" if args.tiny else "", "--write" if args.write else ""] if a)

@@ -51,10 +51,11 @@ def get_config():
   c.data.multi_scale = (1.0, 0.875, 0.75, 0.66)
   c.data.max_distort = 1
   c.data.flip = True  # False for Something-Something (left/right labels)
-  # The multi-scale crop's resize and the flip run in the train step (vidjax/ops/resize.py, PIL's pixels
-  # bit for bit): the loader only decodes and cuts boxes, sent on a canvas_size^2 array
-  # (0 = max(scale_size, crop_size, short_side); larger boxes are finished on the host).
-  c.data.resize_on_device = True
+  # Where the multi-scale crop is resized to crop_size and flipped (PIL's pixels either way):
+  # 'step' = in the jitted train step (vidjax/ops/resize.py; the loader only decodes and cuts boxes, sent
+  # on a canvas_size^2 array, 0 = max(scale_size, crop_size, short_side)), 'host' = in the loader as the
+  # reference, 'auto' = 'step' on GPU/TPU, 'host' on a CPU backend (where XLA's gathers are the slower).
+  c.data.crop_resize = "auto"
   c.data.canvas_size = 0
   c.data.mean = (0.485, 0.456, 0.406)
   c.data.std = (0.229, 0.224, 0.225)

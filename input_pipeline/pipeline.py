@@ -7,7 +7,7 @@ without checkpointing any iterator state: ``train_batches(config, start_step=k)`
 With several processes each one reads its own contiguous part of every global batch.
 
 Batches are dicts of host numpy arrays: ``video`` uint8 ``(B, F, H, W, C)``, ``label`` int32 ``(B,)``
-(with ``data.resize_on_device``, training clips are crop boxes on a ``(canvas, canvas)`` array plus
+(with ``data.crop_resize`` 'step', training clips are crop boxes on a ``(canvas, canvas)`` array plus
 ``box`` ``(B, 2)`` and ``flip`` ``(B,)``: the step resizes them, see ``train_example``);
 evaluation batches add a view axis: ``video`` ``(B, V, F, H, W, C)``, plus ``index`` and ``mask``
 (0 for padding of the last batch). Normalisation to float happens on the device.
@@ -135,15 +135,27 @@ def _read_clip(source, index: int, index_fn, bad: BadVideoLog, config=None, make
   raise RuntimeError(f"16 consecutive unusable videos from index {index}; see the warnings above")
 
 
+CROP_RESIZE = ("auto", "step", "host")
+
+
+def crop_resize_in_step(config) -> bool:
+  """``config.data.crop_resize``: 'step', 'host', or 'auto' (the step on GPU/TPU, the host on CPU)."""
+  where = config.data.get("crop_resize", "host")
+  if where not in CROP_RESIZE:
+    raise ValueError(f"config.data.crop_resize={where!r}: use 'step' (resize the crop in the train step), "
+                     f"'host' (in the loader) or 'auto' (the step on GPU/TPU, the loader on CPU)")
+  return where == "step" or (where == "auto" and jax.default_backend() != "cpu")
+
+
 def canvas_size(config) -> int:
-  """The side of the array a training clip travels in when ``config.data.resize_on_device`` (0: off).
+  """The side of the array a training clip travels in when the crop is resized in the step (0: not).
 
   ``config.data.canvas_size`` or, when 0, ``max(scale_size, crop_size, short_side)``: the largest
   multi-scale box is the frame's short side, so frames stored at short side ``scale_size`` (``prepare
   --short_side``) or read at ``data.short_side`` always fit. Boxes of larger frames are finished on the host (slower, same pixels).
   """
   d = config.data
-  if not d.get("resize_on_device", False):
+  if not crop_resize_in_step(config):
     return 0
   return int(d.get("canvas_size", 0) or max(d.scale_size, d.crop_size, int(d.get("short_side", 0) or 0)))
 
@@ -154,7 +166,7 @@ _FALLBACK_NOTED = []
 def _note_host_resize(source, index: int, canvas: int) -> None:
   if not _FALLBACK_NOTED:
     _FALLBACK_NOTED.append(True)
-    _log.info("%s: its crop boxes are larger than the %d^2 canvas of data.resize_on_device, so they are "
+    _log.info("%s: its crop boxes are larger than the %d^2 canvas of data.crop_resize='step', so they are "
               "resized on the host (slower); store frames at short side %d (prepare --short_side, "
               "data.short_side) or raise data.canvas_size", source.video_id(index), canvas, canvas)
 
@@ -164,7 +176,7 @@ def train_example(source, config, index: int, rng: np.random.Generator, bad: Bad
   """One augmented training clip. Sources with ``fused_frames`` crop, resize and flip each frame as it
   is decoded (``transforms.ClipAugment``); the result equals ``train_augment`` of the decoded clip.
 
-  With ``config.data.resize_on_device`` the clip is left half done: ``video`` holds the crop boxes on a
+  With ``config.data.crop_resize`` 'step' the clip is left half done: ``video`` holds the crop boxes on a
   ``canvas_size`` canvas, ``box`` their ``(h, w)`` and ``flip`` the mirror draw; the train step finishes
   it (``vidjax.ops.resize.crop_resize_flip``) to the same pixels, bit for bit.
   """
@@ -201,7 +213,7 @@ def train_example(source, config, index: int, rng: np.random.Generator, bad: Bad
 
 
 def finish_on_host(batch: dict, config) -> dict:
-  """A ``resize_on_device`` batch finished with NumPy/PIL-equal arithmetic on the host: for looking at
+  """A ``crop_resize='step'`` batch finished with NumPy/PIL-equal arithmetic on the host: for looking at
   training batches (tools, notebooks, tests) without a step. Other batches are returned as they are."""
   if "box" not in batch:
     return batch

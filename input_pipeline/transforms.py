@@ -109,7 +109,7 @@ def train_augment(frames: np.ndarray, crop_size: int, rng: np.random.Generator,
 class ClipAugment:
   """``train_augment`` applied frame by frame to PIL images as they are decoded (one clip).
 
-  With ``canvas > 0`` (``config.data.resize_on_device``) a box that fits a ``canvas^2`` array is only
+  With ``canvas > 0`` (``config.data.crop_resize`` 'step') a box that fits a ``canvas^2`` array is only
   cut out (``on_device``): the step resizes and flips it (``device_clip``). A larger box (frames stored
   bigger than the canvas) is finished here as before.
 
@@ -147,7 +147,7 @@ class ClipAugment:
 
 
 def device_clip(video: np.ndarray, canvas: int, crop_size: int, on_device: bool, mirror: bool):
-  """The host half of a clip whose resize and flip run in the step (``config.data.resize_on_device``).
+  """The host half of a clip whose resize and flip run in the step (``config.data.crop_resize`` 'step').
 
   ``video``: the cut-out boxes ``(F, h, w, C)`` (``on_device``) or an already finished clip ``(F, crop,
   crop, C)``. Returns ``(canvas_clip, box_hw, flip)``: the frames in the top-left corner of a zeroed
@@ -166,7 +166,7 @@ def device_clip(video: np.ndarray, canvas: int, crop_size: int, on_device: bool,
 
 def train_crop(frames: np.ndarray, crop_size: int, rng: np.random.Generator, canvas: int,
                scales=(1, .875, .75, .66), max_distort: int = 1, flip: bool = True, flow_x: int | None = None):
-  """``train_augment`` for ``config.data.resize_on_device``: the same draws (box, then flip), the box
+  """``train_augment`` for ``config.data.crop_resize='step'``: the same draws (box, then flip), the box
   cut out and placed on the canvas, ``(canvas_clip, box_hw, flip)`` as ``device_clip``; the step
   finishes the clip to exactly ``train_augment``'s pixels. A box larger than the canvas is finished
   here."""

@@ -250,14 +250,14 @@ def test_augmenting_while_decoding_equals_augmenting_the_decoded_clip(tmp_path, 
   assert source.fused_frames
   on_device = 0
   for seed in range(12):
-    c.data.resize_on_device = False  # the reference's order: everything in the loader
+    c.data.crop_resize = "host"  # the reference's order: everything in the loader
     a = pipeline.train_example(source, c, seed % 3, np.random.default_rng(seed))
     b = pipeline.train_example(source, c, seed % 3, np.random.default_rng(seed), fused=False)
     np.testing.assert_array_equal(a["video"], b["video"])
     assert a["video"].shape == (8, 24, 24, 3) and a["label"] == b["label"]
-    # data.resize_on_device: the loader cuts the boxes (canvas 32: boxes of the 36-px side are finished
+    # data.crop_resize='step': the loader cuts the boxes (canvas 32: boxes of the 36-px side are finished
     # in the loader), the step resizes and flips; finished, the same pixels as above
-    c.data.resize_on_device = True
+    c.data.crop_resize = "step"
     d = pipeline.train_example(source, c, seed % 3, np.random.default_rng(seed))
     e = pipeline.train_example(source, c, seed % 3, np.random.default_rng(seed), fused=False)
     for k in ("video", "box", "flip", "label"):

@@ -3,7 +3,7 @@
 The reference's ``GroupMultiScaleCrop`` crops a box of ``w x h`` pixels (``h, w`` drawn from the
 multi-scale list, REFERENCE.md section 10) out of every frame and resizes it to ``crop_size^2`` with
 ``PIL.Image.resize(..., BILINEAR)``; that resize is about half of the loader's CPU time. With
-``config.data.resize_on_device`` the host only decodes and slices the box into the top-left corner of
+``config.data.crop_resize='step'`` the host only decodes and slices the box into the top-left corner of
 a fixed ``canvas x canvas`` array (so every clip of a batch has one shape), and ``crop_resize_flip``
 finishes the clip inside the jitted step: the resize, then the horizontal flip.
 

@@ -1,7 +1,7 @@
 """Pure train and eval steps; ``loop.py`` jits them with shardings.
 
 Clips arrive as uint8 and are converted and normalised here, on the device (with
-``config.data.resize_on_device`` training clips arrive as crop boxes, resized and flipped here first). The dropout key of step
+``config.data.crop_resize='step'`` training clips arrive as crop boxes, resized and flipped here first). The dropout key of step
 ``s`` is ``fold_in(key(seed), s)``: a resumed run draws the same keys as an uninterrupted one.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def train_step(state: TrainState, batch: dict, *, model, tx, config, total_steps
   one optimiser update: the same update as the whole batch at once, except that BatchNorm normalises
   each micro-batch with its own statistics (and its running averages are updated k times).
   """
-  if "box" in batch:  # config.data.resize_on_device: the host sent crop boxes; resize and flip them here
+  if "box" in batch:  # config.data.crop_resize='step': the host sent crop boxes; resize and flip them here
     from vidjax.ops.resize import crop_resize_flip
     batch = {"video": crop_resize_flip(batch["video"], batch["box"], batch["flip"], config.data.crop_size),
              "label": batch["label"]}

@@ -88,3 +88,19 @@ def test_training_with_the_resize_in_the_step_equals_the_loader(tmp_path):
     ends[where] = loop.train_and_evaluate(c, str(tmp_path / where))["state"].params
   for a, b in zip(jax.tree.leaves(ends["host"]), jax.tree.leaves(ends["step"])):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_pass_order_follows_pillow_version():
+  """Pillow 13.0 runs the vertical pass first when the height shrinks more than twice as much as the
+  width (Resample.c ``horizontal_first``); older Pillow never does. A 21 x 18 box -> 16 is such a case:
+  the two orders give different pixels, and the default is the installed Pillow's."""
+  import PIL
+  rng = np.random.default_rng(3)
+  clip = rng.integers(0, 256, (1, 1, 24, 24, 3), dtype=np.uint8)
+  args = (clip, np.array([[21, 18]]), np.array([0]), 16)
+  newer = np.asarray(resize.crop_resize_flip(*args, pillow_orders_passes=True))
+  older = np.asarray(resize.crop_resize_flip(*args, pillow_orders_passes=False))
+  assert (newer != older).any() and np.abs(newer.astype(int) - older).max() <= 1
+  expected = newer if int(PIL.__version__.split(".")[0]) >= 13 else older
+  np.testing.assert_array_equal(np.asarray(resize.crop_resize_flip(*args)), expected)
+  np.testing.assert_array_equal(expected[0], _pil(clip[0, :, :21, :18], 16, False))

@@ -15,9 +15,11 @@ It reproduces Pillow's ``ImagingResample`` (``libImaging/Resample.c``) to the bi
   (<= n), weights ``tri((j - c + 0.5) / s)`` normalised to sum 1;
 * 8-bit fixed point (``normalize_coeffs_8bpc``): weights times ``2^22`` rounded half away from zero;
   each output is ``clip8((2^21 + sum_j w_j x_j) >> 22)``;
-* two passes, each rounding to uint8: horizontal first, except (Pillow >= 11.2) when the height shrinks
-  by more than twice as many pixels as the width (``h - m > 0 and h - m > 2 (w - m)``), then vertical
-  first. Older Pillow always went horizontal first; the two orders differ by at most 1 in a few pixels.
+* two passes, each rounding to uint8: horizontal first, except (Pillow >= 13.0) when the height
+  shrinks by more than twice as many pixels as the width (``h - m > 0 and h - m > 2 (w - m)``), then
+  vertical first. Pillow 12.3 and older always go horizontal first; ``crop_resize_flip`` follows the
+  installed Pillow (``PILLOW_ORDERS_PASSES``), so the step and the loader give the same pixels. The
+  two orders differ by at most 1 in a few pixels.
 
 The coefficients depend only on the box size: ``coeff_table`` computes them with NumPy in double
 precision (as Pillow does) for every box size ``1 .. canvas`` when the step is traced, and the device
@@ -33,6 +35,18 @@ import jax.numpy as jnp
 import numpy as np
 
 PRECISION_BITS = 32 - 8 - 2  # Pillow's 8-bit resampling precision
+
+
+def _pillow_orders_passes() -> bool:
+  """Whether the installed Pillow (>= 13.0) may run the vertical pass first (``ImagingResampleInner``)."""
+  try:
+    from PIL import __version__
+    return int(__version__.split(".")[0]) >= 13
+  except (ImportError, ValueError):
+    return True
+
+
+PILLOW_ORDERS_PASSES = _pillow_orders_passes()
 
 
 def num_taps(in_size: int, out_size: int) -> int:
@@ -94,14 +108,16 @@ def _pass(x, index, weight, axis: int):
   return _clip8(acc)
 
 
-def crop_resize_flip(canvas, box_hw, flip, size: int):
+def crop_resize_flip(canvas, box_hw, flip, size: int, pillow_orders_passes: bool | None = None):
   """Finishes a batch of training clips: resize each clip's box to ``size x size``, then mirror it.
 
   ``canvas``: uint8 ``(B, F, P, P, C)``, clip b's box in ``[:h_b, :w_b]`` (the rest is ignored);
   ``box_hw``: int ``(B, 2)`` box heights and widths (1 .. P); ``flip``: bool/int ``(B,)``, mirror the
   clip after the resize (``GroupRandomHorizontalFlip``). Returns uint8 ``(B, F, size, size, C)``, equal to
   ``PIL.Image.resize((size, size), BILINEAR)`` of the box followed by ``FLIP_LEFT_RIGHT``.
+  ``pillow_orders_passes``: Pillow >= 13.0's choice of the first pass (default: the installed Pillow's).
   """
+  orders = PILLOW_ORDERS_PASSES if pillow_orders_passes is None else pillow_orders_passes
   p, q = canvas.shape[2], canvas.shape[3]
   iy, wy = (jnp.asarray(a) for a in coeff_table(p, size))
   ix, wx = (jnp.asarray(a) for a in coeff_table(q, size))
@@ -113,6 +129,8 @@ def crop_resize_flip(canvas, box_hw, flip, size: int):
     row_index, row_weight = iy[hw[0]], wy[hw[0]]
     x = frames.astype(jnp.int32)
     across = _pass(_pass(x, col_index, col_weight, axis=2), row_index, row_weight, axis=1)
+    if not orders:
+      return across.astype(jnp.uint8)
     down = _pass(_pass(x, row_index, row_weight, axis=1), col_index, col_weight, axis=2)
     vertical_first = (hw[0] > size) & (hw[0] - size > 2 * (hw[1] - size))
     return jnp.where(vertical_first, down, across).astype(jnp.uint8)

@@ -152,7 +152,8 @@ def canvas_size(config) -> int:
 
   ``config.data.canvas_size`` or, when 0, ``max(scale_size, crop_size, short_side)``: the largest
   multi-scale box is the frame's short side, so frames stored at short side ``scale_size`` (``prepare
-  --short_side``) or read at ``data.short_side`` always fit. Boxes of larger frames are finished on the host (slower, same pixels).
+  --short_side``) or read at ``data.short_side`` always fit. Boxes of larger frames are finished on the
+  host (slower, same pixels).
   """
   d = config.data
   if not crop_resize_in_step(config):
@@ -213,8 +214,9 @@ def train_example(source, config, index: int, rng: np.random.Generator, bad: Bad
 
 
 def finish_on_host(batch: dict, config) -> dict:
-  """A ``crop_resize='step'`` batch finished with NumPy/PIL-equal arithmetic on the host: for looking at
-  training batches (tools, notebooks, tests) without a step. Other batches are returned as they are."""
+  """A ``crop_resize='step'`` batch finished by the step's own resize (``crop_resize_flip``, outside the
+  step): for looking at training batches (tools, notebooks, tests). Other batches are returned as they
+  are."""
   if "box" not in batch:
     return batch
   from vidjax.ops.resize import crop_resize_flip

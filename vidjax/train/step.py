@@ -1,8 +1,9 @@
 """Pure train and eval steps; ``loop.py`` jits them with shardings.
 
 Clips arrive as uint8 and are converted and normalised here, on the device (with
-``config.data.crop_resize='step'`` training clips arrive as crop boxes, resized and flipped here first). The dropout key of step
-``s`` is ``fold_in(key(seed), s)``: a resumed run draws the same keys as an uninterrupted one.
+``config.data.crop_resize='step'`` training clips arrive as crop boxes, resized and flipped here
+first). The dropout key of step ``s`` is ``fold_in(key(seed), s)``: a resumed run draws the same keys
+as an uninterrupted one.
 """
 from __future__ import annotations
 

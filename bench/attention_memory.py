@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import time
 
@@ -36,26 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.results_io import RESULTS, proc_status as _status, reset_peak as _reset_peak, write_section  # noqa: E402
 from vidjax.ops import attention as ops  # noqa: E402
 
 HEADING = "## RNL attention: dense vs memory-efficient"
-
-
-def _status(key: str) -> int:
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith(key + ":"):
-        return int(line.split()[1]) * 1024
-  return -1
-
-
-def _reset_peak() -> bool:
-  try:
-    with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")
-    return True
-  except OSError:
-    return False
 
 
 def measure(fn, args, repeats: int):
@@ -145,16 +128,8 @@ def main():
   text = "\n".join(lines)
   print(text)
   if args.write:
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
-    old = open(path).read() if os.path.exists(path) else "# vidjax benchmark results\n"
-    pattern = re.compile(re.escape(HEADING) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-      new = pattern.sub(lambda _: text + "\n", old)
-    else:
-      new = old.rstrip("\n") + "\n\n" + text + "\n"
-    with open(path, "w") as f:
-      f.write(new)
-    print(f"written to {path}")
+    write_section(HEADING, text)
+    print(f"written to {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ import argparse
 import concurrent.futures
 import os
 import platform
-import re
 import sys
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.results_io import write_section  # noqa: E402
 from input_pipeline import pipeline, sampling, transforms  # noqa: E402
 
 SECTION = "## Input pipeline"
@@ -279,17 +279,6 @@ def table(args, readers, one, many, shape, step_ms) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: str) -> None:
-  old = open(path).read() if os.path.isfile(path) else "# vidjax benchmark results\n"
-  pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-  if pattern.search(old):
-    new = pattern.sub(lambda _: text + "\n", old)
-  else:
-    new = old.rstrip("\n") + "\n\n" + text
-  with open(path, "w") as fh:
-    fh.write(new)
-
-
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--config", default="configs/bqn_ssv1.py")
@@ -309,7 +298,7 @@ def main():
   text = table(args, *run(args))
   print(text)
   if args.write:
-    write_section(text, os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md"))
+    write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,6 @@ import io
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import subprocess
@@ -97,6 +96,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from bench.results_io import proc_status as _status, reset_peak as _reset_peak, write_section  # noqa: E402
 
 SECTION = "## Training step"
 MIRRORS = "/work/.mirror"
@@ -133,28 +133,6 @@ MIB = 2.0 ** 20
 
 
 # ============================================================================================ helpers
-def _status(key: str) -> int:
-  """``/proc/self/status`` field in bytes (-1 where unavailable)."""
-  try:
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith(key + ":"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return -1
-
-
-def _reset_peak() -> bool:
-  """Resets the resident-set high-water mark (VmHWM) to the current RSS (Linux >= 4.0)."""
-  try:
-    with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")
-    return True
-  except OSError:
-    return False
-
-
 def _peak(ok: bool) -> int:
   """Peak RSS since the last successful ``_reset_peak`` (else since the process started)."""
   hwm = _status("VmHWM") if ok else -1
@@ -639,17 +617,6 @@ def table(results: list, args, meta: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: str) -> None:
-  old = open(path).read() if os.path.isfile(path) else "# vidjax benchmark results\n"
-  pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-  if pattern.search(old):
-    new = pattern.sub(lambda _: text + "\n", old)
-  else:
-    new = old.rstrip("\n") + "\n\n" + text
-  with open(path, "w") as fh:
-    fh.write(new)
-
-
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"comma-separated, of {sorted(MODELS)}")
@@ -745,7 +712,7 @@ def main(argv=None):
       json.dump({"meta": meta, "results": results}, fh, indent=1)
     print(f"numbers written to {args.json}")
   if args.write:
-    write_section(text, os.path.join(ROOT, "bench", "RESULTS.md"))
+    write_section(SECTION, text)
     print("written to bench/RESULTS.md")
   return 0 if all("error" not in r for r in results) else 1
 

@@ -96,14 +96,26 @@ def train_augment(frames: np.ndarray, crop_size: int, rng: np.random.Generator,
 
   ``flow_x``: the channel of the flow x component, if any; a flipped clip gets ``invert_flow_x``.
   """
+  boxes, mirror = _draw_box_and_flip(frames, crop_size, rng, scales, max_distort, flip)
+  return np.ascontiguousarray(_finish(boxes, crop_size, mirror, flow_x))
+
+
+def _draw_box_and_flip(frames, crop_size, rng, scales, max_distort, flip):
+  """The clip's random draws, in the reference's order (crop box, then flip): the cut-out boxes
+  ``(F, h, w, C)`` and whether to mirror."""
   h, w = frames.shape[1:3]
   x, y, cw, ch = multi_scale_crop_box(w, h, crop_size, rng, scales, max_distort)
-  out = resize(crop(frames, x, y, cw, ch), crop_size, crop_size)
-  if flip and rng.random() < 0.5:
+  return crop(frames, x, y, cw, ch), bool(flip and rng.random() < 0.5)
+
+
+def _finish(boxes, crop_size, mirror, flow_x):
+  """Resize the boxes to ``crop_size``, then mirror (flow x inverted) when drawn."""
+  out = resize(boxes, crop_size, crop_size)
+  if mirror:
     out = out[:, :, ::-1]
     if flow_x is not None:
       out = invert_flow_x(out, flow_x)
-  return np.ascontiguousarray(out)
+  return out
 
 
 class ClipAugment:
@@ -170,17 +182,12 @@ def train_crop(frames: np.ndarray, crop_size: int, rng: np.random.Generator, can
   cut out and placed on the canvas, ``(canvas_clip, box_hw, flip)`` as ``device_clip``; the step
   finishes the clip to exactly ``train_augment``'s pixels. A box larger than the canvas is finished
   here."""
-  h, w = frames.shape[1:3]
-  x, y, cw, ch = multi_scale_crop_box(w, h, crop_size, rng, scales, max_distort)
-  mirror = bool(flip and rng.random() < 0.5)
-  on_device = max(cw, ch) <= canvas
-  out = crop(frames, x, y, cw, ch)
-  if not on_device:
-    out = resize(out, crop_size, crop_size)
-    out = out[:, :, ::-1] if mirror else out
+  boxes, mirror = _draw_box_and_flip(frames, crop_size, rng, scales, max_distort, flip)
+  if max(boxes.shape[1:3]) > canvas:
+    return device_clip(_finish(boxes, crop_size, mirror, flow_x), canvas, crop_size, False, mirror)
   if mirror and flow_x is not None:
-    out = invert_flow_x(out, flow_x)
-  return device_clip(out, canvas, crop_size, on_device, mirror)
+    boxes = invert_flow_x(boxes, flow_x)
+  return device_clip(boxes, canvas, crop_size, True, mirror)
 
 
 def val_views(frames: np.ndarray, crop_size: int, scale_size: int, num_crops: int = 1) -> np.ndarray:

@@ -167,10 +167,36 @@ def test_module_matches_nn_conv(ks, strides, padding, use_bias):
   assert depthwise.DEFAULT_IMPL == "auto"
 
 
-def test_shifts_forward_sum_is_compensated():
-  """Taps (2^24, 1, -2^24, 1) on ones: the exact sum is 2; a plain f32 sum in any order gives 1 or 0
-  (2^24 + 1 rounds to 2^24). The 'shifts' forward pass sums the taps with Kahan compensation."""
-  x = jnp.ones((1, 3, 6, 2), jnp.float32)
-  w = jnp.broadcast_to(jnp.array([2.0 ** 24, 1.0, -(2.0 ** 24), 1.0])[None, :, None, None], (1, 4, 1, 2))
-  y = depthwise_conv(x, w, 1, 0, impl="shifts")
-  np.testing.assert_array_equal(np.asarray(y), np.full((1, 3, 3, 2), 2.0, np.float32))
+def test_shifts_sum_error_is_pairwise():
+  """A 3x7x7 kernel (RNL's F_theta, 147 taps) on values whose products cancel: the 'shifts' forward
+  pass and both gradients stay within the pairwise-summation bound ``(ceil(log2 n) + 1) * 2^-24 *
+  sum |terms|`` of the float64 definition (a sequential sum's bound grows with ``n``, not ``log2 n``)."""
+  shape, ks, strides, padding, pairs = CASES[5]
+  x, w = _data(shape, ks, seed=7)
+  x = x * 1e3 + 1.0  # large values, mixed signs: cancellation
+  want = np_depthwise(x, w, strides, pairs)
+  scale = np_depthwise(np.abs(np.asarray(x)), np.abs(np.asarray(w)), strides, pairs)
+  n = int(np.prod(ks))
+  bound = (np.ceil(np.log2(n)) + 2) * 2.0 ** -24 * scale
+  got = np.asarray(jax.jit(lambda x, w: depthwise_conv(x, w, strides, padding, impl="shifts"))(x, w))
+  assert np.all(np.abs(got - want) <= bound), float(np.max(np.abs(got - want) / bound))
+  r = np.asarray(jax.random.normal(jax.random.key(8), want.shape))
+  gx_want, gw_want = np_grads(x, w, strides, pairs, r)
+  loss = lambda x, w: jnp.sum(depthwise_conv(x, w, strides, padding, impl="shifts") * r)
+  gx, gw = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
+  np.testing.assert_allclose(np.asarray(gx), gx_want, rtol=2e-6, atol=1e-4)
+  np.testing.assert_allclose(np.asarray(gw), gw_want, rtol=2e-6, atol=1e-2)
+
+
+def test_gradients_under_remat_and_vmap():
+  """The custom VJP composes with ``jax.checkpoint`` (``train.remat``) and ``vmap``: same gradients."""
+  shape, ks, strides, padding, pairs = CASES[4]
+  x, w = _data(shape, ks, seed=9)
+  f = lambda x, w: jnp.sum(jnp.sin(depthwise_conv(x, w, strides, padding, impl="shifts")))
+  g_plain = jax.grad(f, argnums=(0, 1))(x, w)
+  g_remat = jax.grad(jax.checkpoint(f), argnums=(0, 1))(x, w)
+  g_vmap = jax.vmap(jax.grad(f, argnums=(0, 1)), in_axes=(0, None))(x[:, None], w)
+  for a, b in zip(g_plain, g_remat):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(g_vmap[0][:, 0]), np.asarray(g_plain[0]), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(g_vmap[1].sum(0)), np.asarray(g_plain[1]), rtol=1e-5, atol=1e-5)

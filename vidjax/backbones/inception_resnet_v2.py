@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vidjax.backbones.layers import Classifier, kaiming_fan_out, segment_consensus
+from vidjax.ops import pointwise
 
 INSERT_POINTS = ("input", "conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a",
                  "maxpool_5a", "mixed_5b", "block_a", "mixed_6a", "block_b", "mixed_7a", "block_c",
@@ -53,7 +54,8 @@ class BasicConv(nn.Module):
     k = _pair(self.kernel)
     p = _pair(self.padding)
     x = nn.Conv(self.features, k, strides=(self.stride,) * 2, padding=[(p[0], p[0]), (p[1], p[1])],
-                use_bias=False, kernel_init=kaiming_fan_out, dtype=self.dtype, name="conv")(x)
+                use_bias=False, kernel_init=kaiming_fan_out, dtype=self.dtype, name="conv",
+                conv_general_dilated=pointwise.conv_general_dilated)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3, dtype=self.dtype,
                      name="bn")(x)
     return nn.relu(x)
@@ -96,7 +98,8 @@ class Block35(nn.Module):
     b2 = c(64, 3, 1, name="branch2_2")(b2, train)
     out = jnp.concatenate([b0, b1, b2], axis=-1)
     out = nn.Conv(x.shape[-1], (1, 1), use_bias=True, kernel_init=kaiming_fan_out, dtype=self.dtype,
-                  name="conv2d")(out)
+                  name="conv2d",
+                  conv_general_dilated=pointwise.conv_general_dilated)(out)
     return nn.relu(x + self.scale * out)
 
 
@@ -126,7 +129,8 @@ class Block17(nn.Module):
     b1 = BasicConv(192, (7, 1), 1, (3, 0), self.dtype, name="branch1_2")(b1, train)
     out = jnp.concatenate([b0, b1], axis=-1)
     out = nn.Conv(x.shape[-1], (1, 1), use_bias=True, kernel_init=kaiming_fan_out, dtype=self.dtype,
-                  name="conv2d")(out)
+                  name="conv2d",
+                  conv_general_dilated=pointwise.conv_general_dilated)(out)
     return nn.relu(x + self.scale * out)
 
 
@@ -161,7 +165,8 @@ class Block8(nn.Module):
     b1 = BasicConv(256, (3, 1), 1, (1, 0), self.dtype, name="branch1_2")(b1, train)
     out = jnp.concatenate([b0, b1], axis=-1)
     out = nn.Conv(x.shape[-1], (1, 1), use_bias=True, kernel_init=kaiming_fan_out, dtype=self.dtype,
-                  name="conv2d")(out)
+                  name="conv2d",
+                  conv_general_dilated=pointwise.conv_general_dilated)(out)
     out = x + self.scale * out
     return nn.relu(out) if self.activate else out
 

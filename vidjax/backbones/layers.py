@@ -12,6 +12,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vidjax.ops import pointwise
+
 kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 fc_init = nn.initializers.normal(stddev=0.001)
 
@@ -29,7 +31,7 @@ def conv(features: int, kernel: int | Sequence[int], stride: int | Sequence[int]
     padding = (padding,) * nd
   return nn.Conv(features, kernel, strides=stride, padding=[(p, p) for p in padding],
                  feature_group_count=groups, use_bias=bias, kernel_init=kernel_init,
-                 dtype=dtype, name=name)
+                 dtype=dtype, name=name, conv_general_dilated=pointwise.conv_general_dilated)
 
 
 def batch_norm(train: bool, *, name: str | None = None, zero_init: bool = False,

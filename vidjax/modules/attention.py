@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from vidjax.ops import attention as ops
+from vidjax.ops import pointwise
 
 # PyTorch's default Conv/Linear init: kaiming_uniform_(a=sqrt(5)) -> U(+-1/sqrt(fan_in)).
 torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -62,7 +63,8 @@ def conv1x1x1(features: int, in_features: int, name: str, dtype: Any, *, bias: b
   """``nn.Conv3d(in, out, 1)`` with the PyTorch default init (counted as a conv module)."""
   return nn.Conv(features, (1, 1, 1), use_bias=bias, padding="VALID",
                  kernel_init=kernel_init or torch_kernel_init,
-                 bias_init=torch_bias_init(in_features), dtype=dtype, name=name)
+                 bias_init=torch_bias_init(in_features), dtype=dtype, name=name,
+                 conv_general_dilated=pointwise.conv_general_dilated)
 
 
 def attention_bn(train: bool, name: str, dtype: Any, *, zero_init: bool = False,

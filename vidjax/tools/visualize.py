@@ -70,6 +70,7 @@ def busy_colours(x: np.ndarray, scale: Optional[float] = None) -> np.ndarray:
   rad = np.sqrt(u * u + v * v + w * w)
   scale = float(rad.max()) if scale is None else float(scale)
   rad = rad / (scale + 1e-5)
+  rad = np.where(rad < 1e-6, 0.0, rad)  # float32 rounding noise (a static region's ~1e-8), not motion
   wheel = middlebury_wheel()
   n = len(wheel)
   a = (np.arctan2(v, u) + np.arctan2(u, w) + np.arctan2(v, w)) / (3 * np.pi)  # in [-1, 1]

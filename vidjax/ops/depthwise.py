@@ -50,7 +50,6 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 IMPLS = ("conv", "shifts")

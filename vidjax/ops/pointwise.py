@@ -59,7 +59,6 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding: Any, 
                                     feature_group_count=feature_group_count,
                                     batch_group_count=batch_group_count, precision=precision,
                                     preferred_element_type=preferred_element_type)
-  nd = lhs.ndim - 2
   strides = tuple(int(s) for s in window_strides)
   if any(s != 1 for s in strides):  # a 1x1 kernel with stride s reads every s-th position from the first
     lhs = lax.slice(lhs, (0,) * lhs.ndim, lhs.shape, (1,) + strides + (1,))

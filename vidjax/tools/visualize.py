@@ -367,7 +367,7 @@ def attention_grid(model, variables, video, stage: int, block: int) -> tuple[int
   """``(T, h, w)`` of the features the attention block after ``(stage, block)`` sees."""
   for path, cls, shape in module_calls(model, variables, video):
     if path == (f"layer{stage}_{block}_attn",):
-      nt, h, w = shape[0], shape[-3], shape[-2]
+      h, w = shape[-3], shape[-2]
       return (video.shape[1] if len(shape) == 4 else shape[1]), h, w
   raise ValueError(f"no attention block after residual block ({stage}, {block})")
 

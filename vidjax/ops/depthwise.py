@@ -16,12 +16,14 @@ a CPU than the author's PyTorch code. Two implementations give the same numbers 
 * ``'shifts'``: pad once, then sum over the ``prod(k)`` kernel taps of the strided slice of the padded
   input times that tap's per-channel weights; XLA fuses it into one loop. Products and sums are in
   float32 for 16-bit inputs (one rounding at the end), else in the input dtype; the taps are summed
-  pairwise (error growing with ``log2`` of the taps). Gradients (a ``custom_vjp``): the input gradient
-  is the same tap loop over the (stride-dilated) cotangent with the flipped kernel; the kernel gradient is :func:`_kernel_grad`, variadic reductions over a
-  channel-major copy. Results are fenced (:func:`_fence`) so that XLA's fusion does not recompute the
-  tap loop inside its consumers. On 2 shared CPU cores, 3x3x3 on ``(2, 16, 64, 64, 54)`` (X3D-M's
-  widest ``conv_b``): forward ~46 ms, input gradient ~51 ms, kernel gradient ~0.11 s (the compensated
-  sum, JAX's transpose of the tap sum and banded GEMMs this replaced: 63 ms, 95 ms, 0.66 s).
+  pairwise (error growing with ``log2`` of the taps). Gradients (a ``custom_vjp``, so reverse mode
+  only: ``jax.jvp`` through it needs ``impl='conv'``): the input gradient is the same tap loop over the
+  (stride-dilated) cotangent with the flipped kernel; the kernel gradient is :func:`_kernel_grad`,
+  variadic reductions over a channel-major copy. Results are fenced (:func:`_fence`) so that XLA's
+  fusion does not recompute the tap loop inside its consumers. On 2 shared CPU cores, 3x3x3 on
+  ``(2, 16, 64, 64, 54)`` (X3D-M's widest ``conv_b``): forward ~46 ms, input gradient ~51 ms, kernel
+  gradient ~0.11 s (the compensated sum, JAX's transpose of the tap sum and banded GEMMs this replaced:
+  63 ms, 95 ms, 0.66 s).
 
 ``impl=None`` uses the module default :data:`DEFAULT_IMPL` (``'auto'``: ``'shifts'`` when
 ``jax.default_backend() == 'cpu'``, else ``'conv'``). :func:`use_impl` forces one implementation for

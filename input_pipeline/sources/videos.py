@@ -71,25 +71,96 @@ def decode_video(path: str, short_side: int = 0) -> np.ndarray:
   return np.stack(frames)
 
 
+class _NoFrameIndex(Exception):
+  """A decoded frame whose timestamp does not give its index: decode the clip again by counting."""
+
+
+def _pts_to_index(stream):
+  """``pts -> frame index`` for a stream whose timestamps advance by a whole number of time-base
+  units per frame (constant frame rate, as video files of the benchmarks are), else None."""
+  from fractions import Fraction
+  rate, tb = stream.average_rate, stream.time_base
+  if not rate or not tb:
+    return None
+  step = 1 / (Fraction(rate) * Fraction(tb))
+  if step <= 0 or step.denominator != 1:
+    return None
+  step, start = int(step), int(stream.start_time or 0)
+
+  def index(pts):
+    if pts is None or (pts - start) % step:
+      return None
+    return (pts - start) // step
+  return index
+
+
+class _Decoded:
+  """What a clip's decoding has produced so far (kept when the data turn out corrupt half-way)."""
+
+  def __init__(self):
+    self.frames, self.decoded, self.last = {}, 0, None
+
+  def add(self, k: int, frame, need: set, convert) -> None:
+    self.decoded, self.last = k + 1, frame
+    if k in need:
+      self.frames[k] = convert(frame)
+
+
+def _decode_needed(container, stream, need: set, stop: int, convert, out: _Decoded) -> None:
+  """Frames ``0..stop`` in order, asking the decoder to drop the non-reference frames (B frames no
+  other frame is predicted from) that are not in ``need``: those never have to be reconstructed.
+  Frames are identified by their timestamps; :class:`_NoFrameIndex` when a timestamp does not."""
+  index = _pts_to_index(stream)
+  if index is None:
+    raise _NoFrameIndex()
+  ctx = stream.codec_context
+  for packet in container.demux(stream):
+    k = index(packet.pts) if packet.pts is not None else None
+    ctx.skip_frame = "NONREF" if k is not None and k not in need and k < stop else "DEFAULT"
+    for frame in packet.decode():
+      k = index(frame.pts)
+      if k is None or k < out.decoded:
+        raise _NoFrameIndex()
+      out.add(k, frame, need, convert)
+      if k >= stop:
+        return
+  if any(k not in out.frames for k in need if k < out.decoded):
+    raise _NoFrameIndex()
+
+
+def _decode_counting(container, stream, need: set, stop: int, convert, out: _Decoded) -> None:
+  """Frames ``0..stop`` in decoding order, every one decoded, identified by counting."""
+  for k, frame in enumerate(container.decode(stream)):
+    out.add(k, frame, need, convert)
+    if k >= stop:
+      return
+
+
 def read_video_clip(path: str, index_fn, short_side: int = 0, log: BadVideoLog = BAD_VIDEOS,
-                    frame_fn=None) -> np.ndarray:
+                    frame_fn=None, skip_unneeded: bool = True) -> np.ndarray:
   """``frames[index_fn(num_frames)]`` decoding frames ``0..max(index)`` only (``frame_fn``: see
-  rawframes.decode_image)."""
+  rawframes.decode_image). ``skip_unneeded``: the decoder drops the non-reference frames the clip does
+  not sample (timestamps identify the frames; a stream whose timestamps do not is decoded again frame by
+  frame, so the pixels are the same either way)."""
+  convert = lambda frame: _to_rgb(frame, short_side, frame_fn)  # noqa: E731
   container, stream = _open(path)
-  with container:
+  out, error = _Decoded(), None
+  try:
     n = int(stream.frames or 0)
-    frames, last, decoded, error = {}, None, 0, None
     if n > 0:
       idx = np.asarray(index_fn(n))
       need = set(int(k) for k in np.unique(idx))
       stop = max(need)
       try:
-        for k, frame in enumerate(container.decode(stream)):
-          decoded, last = k + 1, frame
-          if k in need:
-            frames[k] = _to_rgb(frame, short_side, frame_fn)
-          if k >= stop:
-            break
+        try:
+          if not skip_unneeded:
+            raise _NoFrameIndex()
+          _decode_needed(container, stream, need, stop, convert, out)
+        except _NoFrameIndex:
+          container.close()
+          container, stream = _open(path)
+          out = _Decoded()
+          _decode_counting(container, stream, need, stop, convert, out)
       except Exception as e:  # truncated/corrupt data: keep what was decoded
         error = e
     else:  # no frame count in the container (some webm/mkv): decode everything, then sample
@@ -99,11 +170,15 @@ def read_video_clip(path: str, index_fn, short_side: int = 0, log: BadVideoLog =
           kept.append(frame)
       except Exception as e:
         error = e
-      decoded = n = len(kept)
+      n = len(kept)
       if n:
         idx = np.asarray(index_fn(n))
-        frames = {int(k): _to_rgb(kept[int(k)], short_side, frame_fn) for k in np.unique(idx)}
-        last = kept[-1]
+        need = set(int(k) for k in np.unique(idx))
+        for k, frame in enumerate(kept):
+          out.add(k, frame, need, convert)
+  finally:
+    container.close()
+  frames, decoded, last = out.frames, out.decoded, out.last
   if decoded == 0:
     why = f" ({error.__class__.__name__}: {error})" if error is not None else ""
     raise BadVideoError(path, f"cannot be decoded{why}", "re-encode or remove it from the list")
@@ -113,7 +188,7 @@ def read_video_clip(path: str, index_fn, short_side: int = 0, log: BadVideoLog =
              + ": the clip repeats the last one", "padded")
     idx = np.minimum(idx, decoded - 1)
     if decoded - 1 not in frames:
-      frames[decoded - 1] = _to_rgb(last, short_side, frame_fn)
+      frames[decoded - 1] = convert(last)
   elif error is not None:
     log.note(path, f"{path}: decoding stopped at frame {decoded} ({error.__class__.__name__}); "
              "the frames before it are used", "padded")

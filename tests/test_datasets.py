@@ -195,17 +195,23 @@ def test_skipping_unsampled_frames_gives_the_same_clip(tmp_path, monkeypatch):
 
 
 def test_frames_without_usable_timestamps_are_decoded_again_by_counting(tmp_path, monkeypatch):
-  """A stream whose timestamps do not identify its frames (here every frame claims index 0) is decoded
-  again frame by frame: the same clip."""
+  """A stream whose timestamps do not give the index counting gives (every frame claiming index 0, no
+  frame grid, a gap) is decoded again frame by frame: the same clip."""
   from input_pipeline.sources import videos
   src = SyntheticMotion(num_videos=1, num_frames=12, height=32, width=40)
   path = str(tmp_path / "c.mp4")
   fake._write_video(src.render(0), path)
   idx = np.array([1, 5, 9])
   want = decode_video(path)[idx]
+  real = videos._pts_to_index
   monkeypatch.setattr(videos, "_pts_to_index", lambda stream: (lambda pts: 0))
   np.testing.assert_array_equal(read_video_clip(path, lambda n: idx), want)
   monkeypatch.setattr(videos, "_pts_to_index", lambda stream: None)
+  np.testing.assert_array_equal(read_video_clip(path, lambda n: idx), want)
+  # a gap in the timestamps (a variable-frame-rate file): frame 2 claims index 3, so frame 5 would be
+  # taken for index 5 -- counting says otherwise
+  monkeypatch.setattr(videos, "_pts_to_index", lambda stream: (
+      lambda pts, f=real(stream): None if f(pts) is None else f(pts) + (f(pts) >= 2)))
   np.testing.assert_array_equal(read_video_clip(path, lambda n: idx), want)
 
 

@@ -109,17 +109,24 @@ class _Decoded:
 def _decode_needed(container, stream, need: set, stop: int, convert, out: _Decoded) -> None:
   """Frames ``0..stop`` in order, asking the decoder to drop the non-reference frames (B frames no
   other frame is predicted from) that are not in ``need``: those never have to be reconstructed.
-  Frames are identified by their timestamps; :class:`_NoFrameIndex` when a timestamp does not."""
+  Frames are identified by their timestamps; :class:`_NoFrameIndex` when a timestamp does not give the
+  index counting would (no timestamp, off the frame grid, out of order, or a gap in the timestamps
+  that is not a dropped frame, as in a variable-frame-rate file)."""
   index = _pts_to_index(stream)
   if index is None:
     raise _NoFrameIndex()
   ctx = stream.codec_context
+  droppable = set()  # frames whose packet went to the decoder with skip_frame NONREF
   for packet in container.demux(stream):
     k = index(packet.pts) if packet.pts is not None else None
-    ctx.skip_frame = "NONREF" if k is not None and k not in need and k < stop else "DEFAULT"
+    drop = k is not None and k not in need and k < stop
+    ctx.skip_frame = "NONREF" if drop else "DEFAULT"
+    if drop:
+      droppable.add(k)
     for frame in packet.decode():
       k = index(frame.pts)
-      if k is None or k < out.decoded:
+      # the index must be what counting gives: frames in between only those the decoder may drop
+      if k is None or k < out.decoded or any(j not in droppable for j in range(out.decoded, k)):
         raise _NoFrameIndex()
       out.add(k, frame, need, convert)
       if k >= stop:

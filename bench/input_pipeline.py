@@ -300,8 +300,9 @@ def table(args, readers, one, many, shape, step_ms) -> str:
             "a full JPEG decode and a bilinear resize of the crop to the crop size; the resize (with the flip and "
             f"the copies around it) was {100 * share['frame folders']:.0f} % of vidjax's loader time on frame folders and "
             f"{100 * share['prepared TFDS (ArrayRecord)']:.0f} % on the prepared records in this run; with the resize in the step the loader keeps only the decode (no `convert('RGB')` copy, one "
-            "array per frame). For mp4 vidjax decodes only up to the last sampled frame and converts only the "
-            "sampled frames to RGB; H.264 decoding dominates both loops."]
+            "array per frame). For mp4 vidjax decodes only up to the last sampled frame, lets the decoder drop "
+            "the non-reference frames it does not sample, and converts only the sampled frames to RGB; H.264 "
+            "decoding dominates both loops."]
   floor = {files: t[(DECODE_ONLY, files)] for files in ("frame folders", "mp4 files")}
   lines += ["", f"`{DECODE_ONLY}`: just the decoding any loader has to do for the clip, timed like the readers: "
             "PIL's full decode of the clip's sampled JPEG frames (libjpeg-turbo, no crop, resize or array), and "

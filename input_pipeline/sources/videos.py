@@ -106,15 +106,12 @@ class _Decoded:
       self.frames[k] = convert(frame)
 
 
-def _decode_needed(container, stream, need: set, stop: int, convert, out: _Decoded) -> None:
+def _decode_needed(container, stream, index, need: set, stop: int, convert, out: _Decoded) -> None:
   """Frames ``0..stop`` in order, asking the decoder to drop the non-reference frames (B frames no
   other frame is predicted from) that are not in ``need``: those never have to be reconstructed.
   Frames are identified by their timestamps; :class:`_NoFrameIndex` when a timestamp does not give the
   index counting would (no timestamp, off the frame grid, out of order, or a gap in the timestamps
-  that is not a dropped frame, as in a variable-frame-rate file)."""
-  index = _pts_to_index(stream)
-  if index is None:
-    raise _NoFrameIndex()
+  that is not a dropped frame, as in a variable-frame-rate file). ``index``: :func:`_pts_to_index`."""
   ctx = stream.codec_context
   droppable = set()  # frames whose packet went to the decoder with skip_frame NONREF
   for packet in container.demux(stream):
@@ -147,8 +144,8 @@ def read_video_clip(path: str, index_fn, short_side: int = 0, log: BadVideoLog =
                     frame_fn=None, skip_unneeded: bool = True) -> np.ndarray:
   """``frames[index_fn(num_frames)]`` decoding frames ``0..max(index)`` only (``frame_fn``: see
   rawframes.decode_image). ``skip_unneeded``: the decoder drops the non-reference frames the clip does
-  not sample (timestamps identify the frames; a stream whose timestamps do not is decoded again frame by
-  frame, so the pixels are the same either way)."""
+  not sample (timestamps identify the frames; a stream whose timestamps do not is decoded by counting
+  frames, from the start again if it was already read part-way, so the pixels are the same either way)."""
   convert = lambda frame: _to_rgb(frame, short_side, frame_fn)  # noqa: E731
   container, stream = _open(path)
   out, error = _Decoded(), None
@@ -158,15 +155,17 @@ def read_video_clip(path: str, index_fn, short_side: int = 0, log: BadVideoLog =
       idx = np.asarray(index_fn(n))
       need = set(int(k) for k in np.unique(idx))
       stop = max(need)
+      index = _pts_to_index(stream) if skip_unneeded else None
       try:
-        try:
-          if not skip_unneeded:
-            raise _NoFrameIndex()
-          _decode_needed(container, stream, need, stop, convert, out)
-        except _NoFrameIndex:
-          container.close()
-          container, stream = _open(path)
-          out = _Decoded()
+        counting = index is None
+        if not counting:
+          try:
+            _decode_needed(container, stream, index, need, stop, convert, out)
+          except _NoFrameIndex:  # the stream has been read part-way: start again, counting
+            container.close()
+            container, stream = _open(path)
+            out, counting = _Decoded(), True
+        if counting:
           _decode_counting(container, stream, need, stop, convert, out)
       except Exception as e:  # truncated/corrupt data: keep what was decoded
         error = e

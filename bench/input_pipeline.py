@@ -265,8 +265,8 @@ def table(args, readers, one, many, shape, step_ms) -> str:
       f"dataset `input_pipeline.prepare` made from the frame folders), config `{args.config}`.", "",
       f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs (load average "
       f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end of the run), Python {platform.python_version()}. "
-      f"Command: `python bench/input_pipeline.py --config {args.config} --clips {args.clips} --threads "
-      f"{args.threads} --write`. One worker: best of {args.rounds} interleaved rounds of {args.clips} clips in "
+      f"Command: `python bench/input_pipeline.py --config {args.config} --clips {args.clips} --rounds "
+      f"{args.rounds} --threads {args.threads} --write`. One worker: best of {args.rounds} interleaved rounds of {args.clips} clips in "
       f"one thread; {args.threads} threads: {2 * args.clips} clips (vidjax through `pipeline.train_batches`).", "",
       f"| reader | files | ms / clip (1 worker) | clips/s (1 worker) | x plain (1 worker) | clips/s ({args.threads} threads) |",
       "| --- | --- | ---: | ---: | ---: | ---: |",

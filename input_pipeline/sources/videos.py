@@ -35,7 +35,8 @@ def _open(path: str, frame_threads: bool = False):
   """``(container, video stream)``; ``frame_threads``: FFmpeg decodes several frames at once (lower
   latency for one whole video). The loader's workers decode one clip each without it: on 2 cores,
   frame threading made the 64-frame H.264 clips of bench/input_pipeline.py 1.2x slower per worker
-  (154-162 ms instead of 129-136 ms to decode a video), threads contending with the other workers."""
+  (154-162 ms instead of 129-136 ms to decode a video, a one-off measurement), threads contending with
+  the other workers; bench/input_pipeline.py records the reader's speed."""
   import av
   if not os.path.isfile(path):
     raise BadVideoError(path, "video file is missing", "check config.data.root and the annotation/list file")

@@ -23,7 +23,7 @@ a CPU than the author's PyTorch code. Two implementations give the same numbers 
   fusion does not recompute the tap loop inside its consumers. On 2 shared CPU cores, 3x3x3 on
   ``(2, 16, 64, 64, 54)`` (X3D-M's widest ``conv_b``): forward ~46 ms, input gradient ~51 ms, kernel
   gradient ~0.11 s (the compensated sum, JAX's transpose of the tap sum and banded GEMMs this replaced:
-  63 ms, 95 ms, 0.66 s).
+  63 ms, 95 ms, 0.66 s; one-off measurements, ``bench/RESULTS.md`` records whole training steps).
 
 ``impl=None`` uses the module default :data:`DEFAULT_IMPL` (``'auto'``: ``'shifts'`` when
 ``jax.default_backend() == 'cpu'``, else ``'conv'``). :func:`use_impl` forces one implementation for

@@ -12,7 +12,8 @@ Why: XLA:CPU lowers the *kernel gradient* of a 1x1 convolution to a convolution 
 activations transposed to ``(C, *spatial, N)``, a full transposed copy of each activation per layer.
 The same layer as a ``dot`` has its gradients as two GEMMs over the untransposed data. Fwd + bwd of a
 1x1x1 conv 54 -> 24 on ``(2, 16, 64, 64, 54)`` (X3D-M's first stage): 138 ms as a convolution, 16 ms as
-a GEMM; 256 -> 64 on ``(2, 8, 28, 28, 256)`` (a ResNet-50 ``conv1``): 31 ms / 14 ms (2 CPU cores).
+a GEMM; 256 -> 64 on ``(2, 8, 28, 28, 256)`` (a ResNet-50 ``conv1``): 31 ms / 14 ms (2 CPU cores, one-off
+measurements; ``bench/RESULTS.md`` records the effect on whole training steps).
 ResNet bottlenecks have two such layers per block plus the shortcut, X3D blocks three plus SE.
 """
 from __future__ import annotations

@@ -140,17 +140,44 @@ class ClipAugment:
     self.mirror = False
     self.on_device = False
 
-  def __call__(self, im: Image.Image) -> np.ndarray:
+  def box_of(self, width: int, height: int) -> tuple[int, int, int, int]:
+    """The ``(x, y, w, h)`` box this clip keeps of a ``width x height`` frame; the first frame draws
+    it (and the flip). A source that can decode just the box (``input_pipeline/jpeg.py``) passes it to
+    ``from_region`` instead of calling this on the whole frame."""
     if self.box is None:
-      self.box = multi_scale_crop_box(im.size[0], im.size[1], self.crop_size, self.rng, self.scales,
-                                      self.max_distort)
+      self.box = multi_scale_crop_box(width, height, self.crop_size, self.rng, self.scales, self.max_distort)
       self.mirror = bool(self.flip and self.rng.random() < 0.5)
       self.on_device = bool(self.canvas) and max(self.box[2:]) <= self.canvas
-    x, y, w, h = self.box
+    return self.box
+
+  def __call__(self, im: Image.Image) -> np.ndarray:
+    x, y, w, h = self.box_of(*im.size)
     if self.on_device:  # resize and flip happen in the step (vidjax/ops/resize.py): only the box here
       return np.asarray(im)[y:y + h, x:x + w]
     if (x, y, w, h) != (0, 0) + im.size:
       im = im.crop((x, y, x + w, y + h))
+    return self._finish(im)
+
+  def from_region(self, region: np.ndarray) -> np.ndarray:
+    """What ``__call__`` returns for a frame, given only its ``box_of`` box: uint8 ``(h, w, C)`` or
+    ``(h, w)``."""
+    if self.on_device:
+      return region
+    return self._finish(Image.fromarray(region))
+
+  def stack(self, frames: list) -> np.ndarray:
+    """``np.stack(frames)`` of this clip's frames; boxes the step finishes (``on_device``) go straight
+    into the top-left corner of the zeroed ``(F, canvas, canvas, ...)`` array ``device_clip`` would
+    make, saving a copy of the clip."""
+    if not self.on_device:
+      return np.stack(frames)
+    h, w = frames[0].shape[:2]
+    out = np.zeros((len(frames), self.canvas, self.canvas) + frames[0].shape[2:], np.uint8)
+    for i, f in enumerate(frames):
+      out[i, :h, :w] = f
+    return out
+
+  def _finish(self, im: Image.Image) -> np.ndarray:
     if im.size != (self.crop_size, self.crop_size):
       im = im.resize((self.crop_size, self.crop_size), Image.BILINEAR)
     if self.mirror:
@@ -158,7 +185,16 @@ class ClipAugment:
     return np.asarray(im)
 
 
-def device_clip(video: np.ndarray, canvas: int, crop_size: int, on_device: bool, mirror: bool):
+def stack_frames(frames: list, shape: tuple, frame_fn=None) -> np.ndarray:
+  """The readers' ``np.stack(frames).reshape(shape + frame shape)`` (``shape``: the sampled indices'),
+  through ``frame_fn.stack`` when it has one (``ClipAugment.stack``: boxes placed on the canvas)."""
+  stack = getattr(frame_fn, "stack", None)
+  out = stack(frames) if stack is not None else np.stack(frames)
+  return out.reshape(tuple(shape) + out.shape[1:])
+
+
+def device_clip(video: np.ndarray, canvas: int, crop_size: int, on_device: bool, mirror: bool,
+                box_hw=None):
   """The host half of a clip whose resize and flip run in the step (``config.data.crop_resize`` 'step').
 
   ``video``: the cut-out boxes ``(F, h, w, C)`` (``on_device``) or an already finished clip ``(F, crop,
@@ -167,6 +203,8 @@ def device_clip(video: np.ndarray, canvas: int, crop_size: int, on_device: bool,
   step mirrors the clip after resizing it (``vidjax.ops.resize.crop_resize_flip``).
   """
   f, h, w, c = video.shape
+  if on_device and box_hw is not None and (h, w) == (canvas, canvas):  # already on the canvas
+    return video, np.array(box_hw, np.int32), np.int32(bool(mirror))
   if not on_device and (h, w) != (crop_size, crop_size):
     raise ValueError(f"a clip finished on the host must be {crop_size}^2, got {h} x {w}")
   if h > canvas or w > canvas:

@@ -9,7 +9,6 @@ are stored uncompressed (prepare.py): JPEG does not compress further. The label,
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from input_pipeline.sources.base import BAD_VIDEOS, BadVideoError, BadVideoLog, DatasetLayoutError
 from input_pipeline.sources.rawframes import decode_image
+from input_pipeline.transforms import stack_frames
 
 EXPECTED = ("a folder written by 'python -m input_pipeline.prepare DATASET --out=DIR' holding "
             "dataset_info.json, features.json and <name>-<split>.array_record-XXXXX-of-YYYYY shards")
@@ -102,9 +102,8 @@ class PreparedSource:
     cache = {}
     for k in np.unique(idx):
       try:
-        cache[int(k)] = decode_image(io.BytesIO(frames[int(k)]), self.short_side, frame_fn)
+        cache[int(k)] = decode_image(frames[int(k)], self.short_side, frame_fn)
       except (OSError, ValueError) as e:
         raise BadVideoError(f"{self.directory}[{self.split}] {vid} frame {int(k)}",
                             f"JPEG cannot be decoded ({e})", "prepare the dataset again") from None
-    first = cache[int(idx.flat[0])]
-    return np.stack([cache[int(k)] for k in idx.reshape(-1)]).reshape(idx.shape + first.shape)
+    return stack_frames([cache[int(k)] for k in idx.reshape(-1)], idx.shape, frame_fn)

@@ -32,14 +32,17 @@ with a hole, raises ``BadVideoError`` naming the folder and the expected files (
 """
 from __future__ import annotations
 
+import io
 import os
 from typing import Optional
 
 import numpy as np
 from PIL import Image
 
+from input_pipeline import jpeg
 from input_pipeline.sources.base import (BAD_VIDEOS, BadVideoError, BadVideoLog, check_label,
                                          read_list_file)
+from input_pipeline.transforms import stack_frames
 
 FRAME_TEMPLATES = ("img_{:05d}.jpg", "{:05d}.jpg", "image_{:05d}.jpg", "frame{:06d}.jpg", "frame_{:05d}.jpg",
                    "img_{:06d}.jpg", "{:06d}.jpg", "img_{:05d}.png", "{:05d}.png")
@@ -57,13 +60,23 @@ def short_side_size(w: int, h: int, short: int) -> tuple[int, int]:
 
 
 def decode_image(fp, short_side: int = 0, frame_fn=None, mode: str = "RGB") -> np.ndarray:
-  """A uint8 frame from a JPEG/PNG path or file object, optionally rescaled to ``short_side``.
+  """A uint8 frame from a JPEG/PNG path, file object or bytes, optionally rescaled to ``short_side``.
 
   ``mode``: ``'RGB'`` (``(H, W, 3)``) or ``'L'`` (grey ``(H, W)``, the flow JPEGs). When the stored frame
   is at least twice the requested size, libjpeg's DCT scaling (``draft``) decodes it at 1/2, 1/4 or 1/8
   size first, which is several times faster than a full decode. ``frame_fn`` (e.g.
-  ``transforms.ClipAugment``) maps the decoded PIL image to the returned array.
+  ``transforms.ClipAugment``) maps the decoded PIL image to the returned array; one with ``box_of`` /
+  ``from_region`` gets only its box, which a JPEG at its stored size decodes alone
+  (``input_pipeline/jpeg.py``, the same pixels as Pillow's full decode). Everything else is Pillow's.
   """
+  if jpeg.available() and (frame_fn is None or getattr(frame_fn, "box_of", None) is not None):
+    data = _read_bytes(fp)
+    out = _decode_box(data, short_side, frame_fn, mode)
+    if out is not None:
+      return out
+    fp = io.BytesIO(data)
+  elif isinstance(fp, (bytes, bytearray, memoryview)):
+    fp = io.BytesIO(fp)
   with Image.open(fp) as im:
     if short_side and min(im.size) != short_side:
       size = short_side_size(im.size[0], im.size[1], short_side)
@@ -76,6 +89,33 @@ def decode_image(fp, short_side: int = 0, frame_fn=None, mode: str = "RGB") -> n
       if im.mode != mode:
         im = im.convert(mode)
     return frame_fn(im) if frame_fn is not None else np.asarray(im)
+
+
+def _read_bytes(fp) -> bytes:
+  if isinstance(fp, (bytes, bytearray, memoryview)):
+    return bytes(fp)
+  if isinstance(fp, io.BytesIO):
+    return fp.getvalue()
+  if hasattr(fp, "read"):
+    return fp.read()
+  with open(fp, "rb") as fh:
+    return fh.read()
+
+
+def _decode_box(data: bytes, short_side: int, frame_fn, mode: str):
+  """``decode_image`` by ``jpeg.decode_box`` (the whole frame when there is no ``frame_fn``); ``None``
+  where Pillow must decode: not a JPEG the native decoder reads like Pillow, or a rescaled frame."""
+  info = jpeg.image_info(data)
+  if info is None or (short_side and min(info[:2]) != short_side):
+    return None
+  channels = 3 if mode == "RGB" else 1
+  if channels == 1 and info[2] != 1:
+    return None
+  box = frame_fn.box_of(info[0], info[1]) if frame_fn is not None else (0, 0, info[0], info[1])
+  region = jpeg.decode_box(data, box, channels, info)
+  if region is None:
+    return None
+  return frame_fn.from_region(region) if frame_fn is not None else region
 
 
 def count_frames(folder: str, template: str) -> int:
@@ -157,8 +197,7 @@ class FrameFolderReader:
       except (OSError, ValueError) as e:
         raise BadVideoError(fp, f"cannot read frame ({e.__class__.__name__}: {e})",
                             "re-extract the frames or remove the video from the list") from None
-    first = cache[int(idx.flat[0])]
-    return np.stack([cache[int(k)] for k in idx.reshape(-1)]).reshape(idx.shape + first.shape)
+    return stack_frames([cache[int(k)] for k in idx.reshape(-1)], idx.shape, frame_fn)
 
 
 class RawFrames:
@@ -324,25 +363,43 @@ class FlowFolderReader:
           raise BadVideoError(fp, f"cannot read flow image ({e.__class__.__name__}: {e})",
                               "re-extract the flow or remove the video from the list") from None
       cache[k] = np.stack(planes, axis=-1)
-    first = cache[int(idx.flat[0])]
-    return np.stack([cache[int(k)] for k in idx.reshape(-1)]).reshape(idx.shape + first.shape)
+    return stack_frames([cache[int(k)] for k in idx.reshape(-1)], idx.shape, frame_fn)
 
 
 class _SameSize:
   """The per-frame function of one clip, checking that RGB and flow frames have one size (a shared crop
-  box needs it); without ``fn`` it returns the frame as an array."""
+  box needs it); without ``fn`` it returns the frame as an array. Like ``fn`` it takes whole PIL frames
+  or, through ``box_of`` / ``from_region``, only the box (``decode_image``)."""
 
   def __init__(self, fn, folder: str):
     self.fn, self.folder, self.size = fn, folder, None
+    if fn is not None and getattr(fn, "box_of", None) is None:
+      self.box_of = None  # fn takes whole PIL frames only
+
+  def _check(self, size):
+    if self.size is None:
+      self.size = size
+    elif size != self.size:
+      raise BadVideoError(self.folder, f"its RGB and flow frames differ in size ({self.size[0]}x{self.size[1]} "
+                          f"vs {size[0]}x{size[1]}); a clip needs one crop for both",
+                          "extract both at one size, or set config.data.short_side to rescale them")
 
   def __call__(self, im):
-    if self.size is None:
-      self.size = im.size
-    elif im.size != self.size:
-      raise BadVideoError(self.folder, f"its RGB and flow frames differ in size ({self.size[0]}x{self.size[1]} "
-                          f"vs {im.size[0]}x{im.size[1]}); a clip needs one crop for both",
-                          "extract both at one size, or set config.data.short_side to rescale them")
+    self._check(im.size)
     return self.fn(im) if self.fn is not None else np.asarray(im)
+
+  def box_of(self, width: int, height: int):
+    self._check((width, height))
+    if self.fn is None:
+      return 0, 0, width, height
+    return self.fn.box_of(width, height)
+
+  def from_region(self, region):
+    return self.fn.from_region(region) if self.fn is not None else region
+
+  def stack(self, frames):
+    stack = getattr(self.fn, "stack", None)
+    return stack(frames) if stack is not None else np.stack(frames)
 
 
 class FlowFrames:

@@ -8,11 +8,12 @@ One process, the same files, side by side (issue 6, point 8):
   flip, ``Stack``; reported without and with the float conversion + mean/std normalisation that the
   reference does on the CPU (``ToTorchFormatTensor`` + ``GroupNormalize``) and vidjax does on the device.
 * ``vidjax``: ``input_pipeline.pipeline.train_example`` (sampling, decoding only the sampled frames, and
-  of a JPEG frame only its crop box, the same multi-scale crop, uint8 out) on the rawframes folders, the mp4 files, and the TFDS ArrayRecord
-  dataset that ``input_pipeline.prepare`` made from the frame folders.
+  of a JPEG frame only its crop box, the same multi-scale crop, uint8 out) on the rawframes folders, the
+  mp4 files, and the TFDS ArrayRecord dataset that ``input_pipeline.prepare`` made from the frame folders.
 
 Each reader is timed on ``--clips`` clips in one worker (this thread), best of ``--rounds`` interleaved
-rounds; then with ``--threads`` threads (``pipeline.train_batches`` with ``data.num_workers`` threads for
+rounds, in wall time and in the process' CPU time (per core: PyAV's decoder runs threads of its own,
+so one worker can use more than one core); then with ``--threads`` threads (``pipeline.train_batches`` with ``data.num_workers`` threads for
 vidjax, a thread pool for the plain loop). The data are SyntheticMotion clips stored as 256 x 340 JPEG
 frames (quality 90) and H.264 mp4 (crf 12), generated once into ``--data``.
 

@@ -7,9 +7,11 @@ the system's libjpeg-turbo) decodes the box alone with libjpeg-turbo's partial d
 the same pixels as Pillow's full decode cut to the box, bit for bit (tests/test_jpeg_box.py).
 
 Where it cannot (the module was not built, a PNG frame, a CMYK JPEG, a grey box wanted of a colour JPEG,
-a frame over Pillow's decompression-bomb limit, or anything libjpeg rejects), ``decode_box`` returns ``None`` and the caller decodes with Pillow as
-before, so a frame decodes exactly when Pillow decodes it and to the same pixels either way. Setting the
-environment variable ``VIDJAX_NATIVE_JPEG=0`` turns the native path off.
+a frame over Pillow's decompression-bomb limit, or anything libjpeg rejects), ``decode_box`` returns
+``None`` and the caller decodes with Pillow as before, so a frame decodes whenever Pillow decodes it, to
+the same pixels either way (a box above a file's damaged or truncated end decodes natively where Pillow's
+full decode would fail). Setting the environment variable ``VIDJAX_NATIVE_JPEG=0`` turns the native path
+off.
 """
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ the same pixels as Pillow's full decode cut to the box, bit for bit (tests/test_
 Where it cannot (the module was not built, a PNG frame, a CMYK JPEG, a grey box wanted of a colour JPEG,
 a frame over Pillow's decompression-bomb limit, or anything libjpeg rejects), ``decode_box`` returns
 ``None`` and the caller decodes with Pillow as before, so a frame decodes whenever Pillow decodes it, to
-the same pixels either way (a box above a file's damaged or truncated end decodes natively where Pillow's
-full decode would fail). Setting the environment variable ``VIDJAX_NATIVE_JPEG=0`` turns the native path
-off.
+the same pixels either way. A file that does not end with the JPEG end-of-image marker (cut short) is
+also left to Pillow, which reports it, although the box might lie above the missing part. Setting the
+environment variable ``VIDJAX_NATIVE_JPEG=0`` turns the native path off.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def available() -> bool:
 def image_info(data: bytes) -> Optional[tuple[int, int, int]]:
   """``(width, height, components)`` of a JPEG the native decoder handles like Pillow, else ``None``
   (not a JPEG, CMYK/YCCK, a header libjpeg rejects, or no native decoder)."""
-  if not available() or data[:2] != b"\xff\xd8":
-    return None
+  if not available() or data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9":
+    return None  # not a JPEG, or one cut short: Pillow decodes it (and reports the truncation)
   try:
     w, h, comps, space = _jpeg_box.info(data)
   except ValueError:

@@ -111,8 +111,12 @@ def test_what_the_native_decoder_leaves_to_pillow(monkeypatch):
   assert jpeg.decode_box(good, (50, 0, 10, 10)) is None  # past the right edge
   truncated = good[:len(good) // 2]
   assert jpeg.decode_box(truncated, (0, 0, 56, 40)) is None
+  assert jpeg.decode_box(truncated, (0, 0, 8, 8)) is None  # even a box above the cut: Pillow reports it
   with pytest.raises(OSError, match="truncated"):
     decode_image(truncated)
+  aug = ClipAugment(16, np.random.default_rng(0))
+  with pytest.raises(OSError, match="truncated"):
+    decode_image(truncated, frame_fn=aug)
   np.testing.assert_array_equal(decode_image(png.getvalue()), img)
   np.testing.assert_array_equal(decode_image(good), _pillow(good))
   monkeypatch.setenv("VIDJAX_NATIVE_JPEG", "0")

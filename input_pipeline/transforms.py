@@ -142,8 +142,8 @@ class ClipAugment:
 
   def box_of(self, width: int, height: int) -> tuple[int, int, int, int]:
     """The ``(x, y, w, h)`` box this clip keeps of a ``width x height`` frame; the first frame draws
-    it (and the flip). A source that can decode just the box (``input_pipeline/jpeg.py``) passes it to
-    ``from_region`` instead of calling this on the whole frame."""
+    it (and the flip). A source that can decode just the box (``input_pipeline/jpeg.py``) hands its
+    pixels to ``from_region`` instead of calling the augmentation on the whole frame."""
     if self.box is None:
       self.box = multi_scale_crop_box(width, height, self.crop_size, self.rng, self.scales, self.max_distort)
       self.mirror = bool(self.flip and self.rng.random() < 0.5)

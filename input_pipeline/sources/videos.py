@@ -16,6 +16,7 @@ import numpy as np
 
 from input_pipeline.sources.base import (BAD_VIDEOS, BadVideoError, BadVideoLog, check_label,
                                          read_list_file)
+from input_pipeline.transforms import stack_frames
 
 VIDEO_EXTS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp", ".ogv", ".wmv")
 
@@ -219,7 +220,6 @@ def read_video_clip(path: str, index_fn, short_side: int = 0, log: BadVideoLog =
   elif error is not None:
     log.note(path, f"{path}: decoding stopped at frame {decoded} ({error.__class__.__name__}); "
              "the frames before it are used", "padded")
-  from input_pipeline.transforms import stack_frames
   return stack_frames([frames[int(k)] for k in idx.reshape(-1)], idx.shape, frame_fn)
 
 

@@ -53,6 +53,13 @@ static void init_errors(struct jpeg_decompress_struct *cinfo, error_mgr *err) {
   err->pub.emit_message = on_message;
 }
 
+/* The header of ``data``; called after setjmp, so libjpeg's errors land in the caller's frame. */
+static void read_header(struct jpeg_decompress_struct *cinfo, const Py_buffer *data) {
+  jpeg_create_decompress(cinfo);
+  jpeg_mem_src(cinfo, (const unsigned char *)data->buf, (unsigned long)data->len);
+  jpeg_read_header(cinfo, TRUE);
+}
+
 static PyObject *jpeg_info(PyObject *self, PyObject *args) {
   Py_buffer data;
   if (!PyArg_ParseTuple(args, "y*:info", &data)) return NULL;
@@ -63,9 +70,7 @@ static PyObject *jpeg_info(PyObject *self, PyObject *args) {
   if (setjmp(err.jump)) {
     failed = 1;
   } else {
-    jpeg_create_decompress(&cinfo);
-    jpeg_mem_src(&cinfo, (const unsigned char *)data.buf, (unsigned long)data.len);
-    jpeg_read_header(&cinfo, TRUE);
+    read_header(&cinfo, &data);
   }
   PyObject *result = NULL;
   if (failed)
@@ -113,9 +118,7 @@ static PyObject *jpeg_decode_box(PyObject *self, PyObject *args) {
   if (setjmp(err.jump)) {
     failed = 1;
   } else {
-    jpeg_create_decompress(&cinfo);
-    jpeg_mem_src(&cinfo, (const unsigned char *)data.buf, (unsigned long)data.len);
-    jpeg_read_header(&cinfo, TRUE);
+    read_header(&cinfo, &data);
     if (channels == 1 && cinfo.num_components != 1) {
       bad_channels = 1;  /* grey out of a colour JPEG: Pillow's L conversion is not libjpeg's */
     } else if ((JDIMENSION)x + (JDIMENSION)w > cinfo.image_width ||

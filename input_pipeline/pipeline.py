@@ -196,13 +196,8 @@ def train_example(source, config, index: int, rng: np.random.Generator, bad: Bad
     video, label = _read_clip(source, index, index_fn, bad, config, make)
     aug = augs[-1]  # the last attempt made the clip
     box_hw = (aug.box[3], aug.box[2]) if canvas and aug.on_device else None
-    if flow_x is not None and aug.mirror:
-      if box_hw is None:
-        video = transforms.invert_flow_x(video, flow_x)
-      else:  # the boxes, maybe already on the canvas (ClipAugment.stack): its zero padding stays zero
-        h, w = box_hw
-        video = np.array(video, copy=True)
-        video[:, :h, :w, flow_x] = 255 - video[:, :h, :w, flow_x]
+    if flow_x is not None and aug.mirror:  # boxes maybe already on the canvas (ClipAugment.stack)
+      video = transforms.invert_flow_x(video, flow_x, box_hw)
     if not canvas:
       return {"video": np.ascontiguousarray(video), "label": np.int32(label)}
     if not aug.on_device:

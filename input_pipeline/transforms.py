@@ -82,11 +82,23 @@ def three_crop_boxes(image_w: int, image_h: int, size: int):
   return [(0, 2 * hs, size, size), (4 * ws, 2 * hs, size, size), (2 * ws, 2 * hs, size, size)]
 
 
-def invert_flow_x(video: np.ndarray, channel: int) -> np.ndarray:
-  """``video`` with channel ``channel`` (flow x) replaced by ``255 - x``: the flow of a mirrored clip."""
+def invert_flow_x(video: np.ndarray, channel: int, box_hw=None) -> np.ndarray:
+  """``video`` with channel ``channel`` (flow x) replaced by ``255 - x``: the flow of a mirrored clip.
+  ``box_hw``: only the ``(h, w)`` top-left box of each frame (a clip on a canvas: its padding stays 0)."""
   video = np.array(video, copy=True)
-  video[..., channel] = 255 - video[..., channel]
+  h, w = box_hw if box_hw is not None else video.shape[-3:-1]
+  video[..., :h, :w, channel] = 255 - video[..., :h, :w, channel]
   return video
+
+
+def on_canvas(frames, canvas: int) -> np.ndarray:
+  """Frames ``(h, w, ...)`` (a list or an array of them) in the top-left corner of a zeroed
+  ``(F, canvas, canvas, ...)`` array: one shape for every clip of a batch."""
+  h, w = frames[0].shape[:2]
+  out = np.zeros((len(frames), canvas, canvas) + frames[0].shape[2:], np.uint8)
+  for i, f in enumerate(frames):
+    out[i, :h, :w] = f
+  return out
 
 
 def train_augment(frames: np.ndarray, crop_size: int, rng: np.random.Generator,
@@ -169,13 +181,7 @@ class ClipAugment:
     """``np.stack(frames)`` of this clip's frames; boxes the step finishes (``on_device``) go straight
     into the top-left corner of the zeroed ``(F, canvas, canvas, ...)`` array ``device_clip`` would
     make, saving a copy of the clip."""
-    if not self.on_device:
-      return np.stack(frames)
-    h, w = frames[0].shape[:2]
-    out = np.zeros((len(frames), self.canvas, self.canvas) + frames[0].shape[2:], np.uint8)
-    for i, f in enumerate(frames):
-      out[i, :h, :w] = f
-    return out
+    return on_canvas(frames, self.canvas) if self.on_device else np.stack(frames)
 
   def _finish(self, im: Image.Image) -> np.ndarray:
     if im.size != (self.crop_size, self.crop_size):
@@ -209,9 +215,7 @@ def device_clip(video: np.ndarray, canvas: int, crop_size: int, on_device: bool,
     raise ValueError(f"a clip finished on the host must be {crop_size}^2, got {h} x {w}")
   if h > canvas or w > canvas:
     raise ValueError(f"box {h} x {w} does not fit the {canvas}^2 canvas (config.data.canvas_size)")
-  out = np.zeros((f, canvas, canvas, c), np.uint8)
-  out[:, :h, :w] = video
-  return out, np.array([h, w], np.int32), np.int32(bool(mirror and on_device))
+  return on_canvas(video, canvas), np.array([h, w], np.int32), np.int32(bool(mirror and on_device))
 
 
 def train_crop(frames: np.ndarray, crop_size: int, rng: np.random.Generator, canvas: int,

@@ -108,11 +108,8 @@ def _decode_box(data: bytes, short_side: int, frame_fn, mode: str):
   info = jpeg.image_info(data)
   if info is None or (short_side and min(info[:2]) != short_side):
     return None
-  channels = 3 if mode == "RGB" else 1
-  if channels == 1 and info[2] != 1:
-    return None
   box = frame_fn.box_of(info[0], info[1]) if frame_fn is not None else (0, 0, info[0], info[1])
-  region = jpeg.decode_box(data, box, channels, info)
+  region = jpeg.decode_box(data, box, 3 if mode == "RGB" else 1, info)  # None for grey of a colour JPEG
   if region is None:
     return None
   return frame_fn.from_region(region) if frame_fn is not None else region
